@@ -1,0 +1,1 @@
+"""The Lark grammar of the .smash language, shipped as package data (``smash.lark``)."""

@@ -1,0 +1,1 @@
+"""SMASH runtime: HyperNet, training, scoring (filled in by the runtime issue)."""

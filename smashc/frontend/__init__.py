@@ -1,0 +1,1 @@
+"""Front end: .smash text to AST, canonical printing, and template/loop expansion."""

@@ -1,0 +1,702 @@
+"""Expansion: evaluates parameters, loops, conditionals, macros and templates into an arch.Network.
+
+All semantic errors of a file are collected (a failing statement is skipped, the rest go on)
+and raised together as one SmashError.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from smashc import arch
+from smashc.diagnostics import DiagnosticBag, Note, SmashError, Span, error
+from smashc.frontend import ast
+from smashc.frontend.check import seq_channels
+from smashc.frontend.loader import Program
+
+Value = int | float | bool | tuple
+
+MAX_INT = 2**48
+MAX_ITERATIONS = 100_000
+MAX_BANKS = 4096
+
+
+class _Skip(Exception):
+    """Abandons the current statement after its diagnostic was recorded."""
+
+
+# --- argument binding ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class P:
+    """One parameter of an op: name, kind of value, default (``REQUIRED`` if none)."""
+
+    name: str
+    kind: str  # int | pos | nonneg | pair | pospair | nonnegpair | odd | float | bool | act | sconv
+    default: object = None
+
+
+REQUIRED = object()
+
+# Parameters of every op, in positional order. A default of None means "derived" (see _build).
+OPS: dict[str, tuple[P, ...]] = {
+    "conv": (
+        P("out", "pos", REQUIRED),
+        P("kernel", "odd", 3),
+        P("stride", "pospair", 1),
+        P("padding", "nonnegpair", None),
+        P("dilation", "pospair", 1),
+        P("groups", "pos", 1),
+        P("bias", "bool", False),
+    ),
+    "bn": (P("eps", "float", 1e-5), P("momentum", "float", 0.1)),
+    "relu": (),
+    "relu6": (),
+    "identity": (),
+    "leaky_relu": (P("slope", "float", 0.01),),
+    "avgpool": (P("kernel", "pospair", 2), P("stride", "pospair", None), P("padding", "nonnegpair", 0)),
+    "maxpool": (P("kernel", "pospair", 2), P("stride", "pospair", None), P("padding", "nonnegpair", 0)),
+    "gap": (),
+    "linear": (P("out", "pos", REQUIRED), P("bias", "bool", True)),
+    "chanpad": (P("out", "pos", REQUIRED),),
+    "smash": (
+        P("out", "pos", REQUIRED),
+        P("bottleneck", "pos", None),
+        P("c0", "sconv", None),
+        P("c1", "sconv", None),
+        P("c2", "sconv", None),
+        P("c3", "sconv", None),
+    ),
+}
+
+# The convs of a smash op's grid (only valid as its c0..c3 arguments).
+SMASH_CONV: tuple[P, ...] = (
+    P("kernel", "odd", 3),
+    P("dilation", "pospair", 1),
+    P("groups", "pos", 1),
+    P("act", "act", "relu"),
+)
+
+BUILTIN_FUNCTIONS: dict[str, Callable[..., int]] = {"min": min, "max": max}
+
+_KIND_WORDS = {
+    "int": "an integer",
+    "pos": "a positive integer",
+    "nonneg": "a non-negative integer",
+    "pair": "an integer or a pair (h, w)",
+    "pospair": "a positive integer or a pair of them (h, w)",
+    "nonnegpair": "a non-negative integer or a pair of them (h, w)",
+    "odd": "a positive odd integer or a pair of them (h, w)",
+    "float": "a number",
+    "bool": "true or false",
+    "act": "one of " + ", ".join(arch.ACTIVATIONS),
+    "sconv": "conv(kernel=..., dilation=..., groups=..., act=...)",
+}
+
+
+def _suggest(name: str, choices) -> str:
+    close = difflib.get_close_matches(name, list(choices), n=1)
+    return f"; did you mean '{close[0]}'?" if close else ""
+
+
+def _show(v: Value) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, tuple):
+        return "(" + ", ".join(_show(x) for x in v) + ")"
+    return repr(v)
+
+
+@dataclass
+class _Scope:
+    values: dict[str, Value]
+    stack: tuple[str, ...] = ()  # macro/template expansion chain, for recursion checks
+
+    def child(self, **more: Value) -> _Scope:
+        return _Scope({**self.values, **more}, self.stack)
+
+
+class _BlockState:
+    def __init__(self, name: str, in_channels: int, span: Span, template: str | None):
+        self.name = name
+        self.in_channels = in_channels
+        self.span = span
+        self.template = template
+        self.banks: list[int] = []
+        self.layers: list[arch.Layer] = []
+        self.output: tuple[int, ...] | None = None
+        self.written: set[int] | None = None  # set once the input has been placed
+
+
+class Expander:
+    def __init__(self, program: Program, overrides: Mapping[str, int] | None = None):
+        self.program = program
+        self.overrides = dict(overrides or {})
+        self.bag = DiagnosticBag()
+        self.iterations = 0
+        self.names: set[str] = set()
+
+    # --- diagnostics helpers
+    def fail(self, code: str, message: str, span: Span, *notes: Note):
+        self.bag.error(code, message, span, *notes)
+        raise _Skip
+
+    def unique(self, name: str) -> str:
+        out, k = name, 1
+        while out in self.names:
+            out, k = f"{name}_{k}", k + 1
+        self.names.add(out)
+        return out
+
+    # --- expressions
+    def eval(self, e: ast.Expr, scope: _Scope) -> Value:
+        match e:
+            case ast.Int(v) | ast.Float(v) | ast.Bool(v):
+                return v
+            case ast.Name(id):
+                if id in scope.values:
+                    return scope.values[id]
+                self.fail("E0101", f"unknown name '{id}'" + _suggest(id, scope.values), e.span)
+            case ast.Tuple(items):
+                return tuple(self.eval(i, scope) for i in items)
+            case ast.Call(name, args):
+                return self._call_value(e, scope)
+            case ast.UnaryOp("-", operand):
+                v = self.eval(operand, scope)
+                if isinstance(v, bool) or not isinstance(v, int | float):
+                    self.fail("E0104", f"cannot negate {_show(v)}", e.span)
+                return -v
+            case ast.UnaryOp("not", operand):
+                v = self.eval(operand, scope)
+                if not isinstance(v, bool):
+                    self.fail("E0104", f"'not' needs true or false, got {_show(v)}", e.span)
+                return not v
+            case ast.BinOp(op, left, right):
+                return self._binop(e, op, self.eval(left, scope), self.eval(right, scope))
+        raise AssertionError(f"unhandled expression {e!r}")
+
+    def _binop(self, e: ast.BinOp, op: str, a: Value, b: Value) -> Value:
+        if op in ("and", "or"):
+            if not (isinstance(a, bool) and isinstance(b, bool)):
+                self.fail("E0104", f"'{op}' needs true or false on both sides", e.span)
+            return (a and b) if op == "and" else (a or b)
+        if op in ("==", "!="):
+            return (a == b) if op == "==" else (a != b)
+        numeric = all(isinstance(x, int | float) and not isinstance(x, bool) for x in (a, b))
+        if not numeric:
+            self.fail("E0104", f"cannot apply '{op}' to {_show(a)} and {_show(b)}", e.span)
+        if op == "<":
+            return a < b
+        if op == "<=":
+            return a <= b
+        if op == ">":
+            return a > b
+        if op == ">=":
+            return a >= b
+        if op in ("/", "%") and b == 0:
+            self.fail("E0104", "division by zero", e.span)
+        if op == "**":
+            if isinstance(b, int) and isinstance(a, int) and b < 0:
+                self.fail("E0104", "negative exponents are not integers", e.span)
+            if abs(b) > 64 and abs(a) > 1:
+                self.fail("E0104", "value too large", e.span)
+        both_int = isinstance(a, int) and isinstance(b, int)
+        if op in ("%",) and not both_int:
+            self.fail("E0104", "'%' needs integers", e.span)
+        try:
+            result = {
+                "+": lambda: a + b,
+                "-": lambda: a - b,
+                "*": lambda: a * b,
+                "/": lambda: a // b if both_int else a / b,
+                "%": lambda: a % b,
+                "**": lambda: a**b,
+            }[op]()
+        except (OverflowError, ZeroDivisionError):
+            self.fail("E0104", "value is not a finite number", e.span)
+        if isinstance(result, int) and abs(result) > MAX_INT:
+            self.fail("E0104", f"value too large (over {MAX_INT})", e.span)
+        if isinstance(result, float) and not math.isfinite(result):
+            self.fail("E0104", "value is not a finite number", e.span)
+        return result
+
+    def _call_value(self, e: ast.Call, scope: _Scope) -> Value:
+        if e.name in BUILTIN_FUNCTIONS:
+            if not e.args or any(a.name is not None for a in e.args):
+                self.fail("E0102", f"{e.name}() takes one or more positional arguments", e.span)
+            vals = [self.eval(a.value, scope) for a in e.args]
+            if not all(isinstance(v, int) and not isinstance(v, bool) for v in vals):
+                self.fail("E0104", f"{e.name}() needs integers", e.span)
+            return BUILTIN_FUNCTIONS[e.name](vals)
+        if e.name in OPS or e.name in self.program.macros:
+            self.fail("E0104", f"'{e.name}' is an op, not a value", e.span)
+        known = [*BUILTIN_FUNCTIONS, *OPS, *self.program.macros]
+        self.fail("E0101", f"unknown function '{e.name}'" + _suggest(e.name, known), e.span)
+        raise AssertionError
+
+    def int_value(self, e: ast.Expr, scope: _Scope, what: str, low: int = 0) -> int:
+        v = self.eval(e, scope)
+        if isinstance(v, bool) or not isinstance(v, int):
+            self.fail("E0104", f"{what} must be an integer, got {_show(v)}", e.span)
+        if v < low:
+            self.fail("E0104", f"{what} must be at least {low}, got {v}", e.span)
+        return v
+
+    # --- argument binding
+    def bind(
+        self, what: str, params: tuple[P, ...] | tuple[ast.Param, ...], call: ast.Call | ast.BlockUse
+    ) -> dict[str, ast.Arg]:
+        """Matches a call's arguments to parameter names; E0102 for every arity mistake."""
+        names = [p.name for p in params]
+        bound: dict[str, ast.Arg] = {}
+        positional = [a for a in call.args if a.name is None]
+        seen_kw = False
+        for a in call.args:
+            if a.name is not None:
+                seen_kw = True
+            elif seen_kw:
+                self.fail("E0102", "positional arguments must come before keyword arguments", a.span)
+        if len(positional) > len(names):
+            n = len(names)
+            plural = "argument" if n == 1 else "arguments"
+            msg = f"{what} takes {n} {plural}, got {len(positional)}"
+            self.fail("E0102", msg, positional[n].span)
+        for name, a in zip(names, positional, strict=False):
+            bound[name] = a
+        for a in call.args:
+            if a.name is None:
+                continue
+            if a.name not in names:
+                listed = ", ".join(names) if names else "none"
+                msg = f"{what} has no argument '{a.name}' (it takes: {listed})"
+                self.fail("E0102", msg + _suggest(a.name, names), a.span)
+            if a.name in bound:
+                self.fail("E0102", f"argument '{a.name}' of {what} is given twice", a.span)
+            bound[a.name] = a
+        for p in params:
+            if p.name not in bound and p.default is REQUIRED:
+                self.fail("E0102", f"{what} needs argument '{p.name}'", call.span)
+        return bound
+
+    def bind_params(self, what: str, params: tuple[ast.Param, ...], call, scope: _Scope) -> dict:
+        """Binds a macro's or template's parameters; defaults are evaluated in the callee's scope."""
+        spec = tuple(P(p.name, "any", REQUIRED if p.default is None else p.default) for p in params)
+        bound = self.bind(what, spec, call)
+        values: dict[str, Value] = {}
+        for p in params:
+            if p.name in bound:
+                values[p.name] = self.eval(bound[p.name].value, scope)
+            else:
+                assert p.default is not None
+                values[p.name] = self.eval(p.default, _Scope(dict(values), scope.stack))
+        return values
+
+    # --- op construction
+    def coerce(self, kind: str, a: ast.Arg, what: str, scope: _Scope):
+        if kind == "act":
+            if isinstance(a.value, ast.Name) and a.value.id in arch.ACTIVATIONS:
+                return a.value.id
+            self.fail("E0104", f"argument '{a.name}' of {what} must be {_KIND_WORDS[kind]}", a.span)
+        if kind == "sconv":
+            if isinstance(a.value, ast.Call) and a.value.name == "conv":
+                return self.smash_conv(a.value, scope)
+            msg = f"argument '{a.name}' of {what} must be {_KIND_WORDS[kind]}"
+            self.fail("E0104", msg, a.value.span)
+        v = self.eval(a.value, scope)
+        label = f"argument '{a.name or '?'}' of {what}"
+        if kind == "float":
+            if isinstance(v, int | float) and not isinstance(v, bool):
+                return float(v)
+        elif kind == "bool":
+            if isinstance(v, bool):
+                return v
+        elif kind in ("pos", "int", "nonneg"):
+            low = {"pos": 1, "nonneg": 0}.get(kind)
+            if isinstance(v, int) and not isinstance(v, bool) and (low is None or v >= low):
+                return v
+        else:  # pairs
+            pair = (v, v) if isinstance(v, int) and not isinstance(v, bool) else v
+            if (
+                isinstance(pair, tuple)
+                and len(pair) == 2
+                and all(isinstance(x, int) and not isinstance(x, bool) for x in pair)
+            ):
+                low = 0 if kind == "nonnegpair" else 1
+                if all(x >= low for x in pair):
+                    if kind == "odd" and not all(x % 2 == 1 for x in pair):
+                        msg = f"kernel size {_show(v)} of {what} must be odd"
+                        self.fail("E0204", msg, a.value.span)
+                    return pair
+                if kind == "odd":
+                    msg = f"kernel size {_show(v)} of {what} must be positive"
+                    self.fail("E0204", msg, a.value.span)
+        self.fail("E0104", f"{label} must be {_KIND_WORDS[kind]}, got {_show(v)}", a.value.span)
+
+    def op_args(self, spec: tuple[P, ...], call: ast.Call, what: str, scope: _Scope) -> dict:
+        bound = self.bind(what, spec, call)
+        out = {}
+        for p in spec:
+            if p.name in bound:
+                out[p.name] = self.coerce(p.kind, bound[p.name], what, scope)
+            elif isinstance(p.default, int) and p.kind in ("pospair", "nonnegpair", "odd"):
+                out[p.name] = (p.default, p.default)
+            else:
+                out[p.name] = p.default
+        return out
+
+    def smash_conv(self, call: ast.Call, scope: _Scope) -> arch.SmashConv:
+        a = self.op_args(SMASH_CONV, call, "a smash conv", scope)
+        return arch.SmashConv(a["kernel"], a["dilation"], a["groups"], a["act"], call.span)
+
+    def build(self, call: ast.Call, scope: _Scope) -> arch.Op:
+        a = self.op_args(OPS[call.name], call, call.name, scope)
+        span = call.span
+        match call.name:
+            case "conv":
+                pad = a["padding"]
+                if pad is None:  # "same" padding for the (odd) kernel and dilation
+                    pad = tuple(d * (k - 1) // 2 for k, d in zip(a["kernel"], a["dilation"]))
+                return arch.Conv(
+                    a["out"], a["kernel"], a["stride"], pad, a["dilation"], a["groups"], a["bias"], span
+                )
+            case "bn":
+                return arch.BatchNorm(a["eps"], a["momentum"], span)
+            case "relu" | "relu6" | "identity":
+                return arch.Act(call.name, 0.01, span)
+            case "leaky_relu":
+                return arch.Act("leaky_relu", a["slope"], span)
+            case "avgpool" | "maxpool":
+                stride = a["stride"] if a["stride"] is not None else a["kernel"]
+                return arch.Pool(call.name[:3], a["kernel"], stride, a["padding"], span)
+            case "gap":
+                return arch.GlobalAvgPool(span)
+            case "linear":
+                return arch.Linear(a["out"], a["bias"], span)
+            case "chanpad":
+                return arch.ChannelPad(a["out"], span)
+            case "smash":
+                convs = [a[f"c{i}"] for i in range(4)]
+                if all(c is None for c in convs):
+                    convs[0] = arch.SmashConv(span=span)
+                for later, first in ((1, 0), (3, 2)):
+                    if convs[later] is not None and convs[first] is None:
+                        msg = f"smash conv c{later} follows c{first}, so it needs c{first}"
+                        self.fail("E0104", msg, convs[later].span)
+                if convs[0] is None:
+                    self.fail("E0104", "a smash op needs c0 (c2 alone is c0 by symmetry)", span)
+                bottleneck = a["bottleneck"] if a["bottleneck"] is not None else 4 * a["out"]
+                return arch.SmashOp(a["out"], bottleneck, tuple(convs), span)  # type: ignore[arg-type]
+        raise AssertionError(call.name)
+
+    def seq(self, s: ast.Seq, scope: _Scope) -> tuple[arch.Op, ...]:
+        ops: list[arch.Op] = []
+        for item in s.items:
+            if isinstance(item, ast.Sum):
+                paths = tuple(self.seq(p, scope) for p in item.paths)
+                ops.append(arch.Sum(paths, item.span))
+            elif item.name in OPS:
+                ops.append(self.build(item, scope))
+            elif item.name in self.program.macros:
+                ops.extend(self.macro(item, scope))
+            else:
+                known = [*OPS, *self.program.macros]
+                hint = ""
+                if item.name in self.program.templates:
+                    hint = "; it is a block template: use it as 'block = " + item.name + "(...)'"
+                msg = f"unknown op '{item.name}'" + (hint or _suggest(item.name, known))
+                self.fail("E0101", msg, item.span)
+        return tuple(ops)
+
+    def macro(self, call: ast.Call, scope: _Scope) -> tuple[arch.Op, ...]:
+        m = self.program.macros[call.name]
+        if call.name in scope.stack:
+            chain = " -> ".join(scope.stack[scope.stack.index(call.name) :] + (call.name,))
+            self.fail("E0301", f"template '{call.name}' is recursive: {chain}", call.span,
+                      Note("defined here", m.span))
+        values = self.bind_params(f"'{call.name}'", m.params, call, scope)
+        return self.seq(m.seq, _Scope(values, scope.stack + (call.name,)))
+
+    # --- blocks
+    def bank_indices(self, refs: tuple[ast.BankRef, ...], st: _BlockState, scope: _Scope) -> list:
+        out = []
+        for r in refs:
+            start = self.int_value(r.start, scope, "a bank index")
+            stop = start + 1 if r.stop is None else self.int_value(r.stop, scope, "a bank index")
+            if stop - start > MAX_BANKS:
+                self.fail("E0201", "bank range is too long", r.span)
+            for b in range(start, stop):
+                if b >= len(st.banks):
+                    n = len(st.banks)
+                    msg = f"bank {b} does not exist; block '{st.name}' has {n} banks (0..{n})"
+                    self.fail("E0201", msg, r.span)
+                out.append((b, r.span))
+        return out
+
+    def place_input(self, st: _BlockState, span: Span) -> set[int]:
+        if st.written is not None:
+            return st.written
+        total = 0
+        for k, w in enumerate(st.banks):
+            total += w
+            if total == st.in_channels:
+                st.written = set(range(k + 1))
+                return st.written
+        widths = ", ".join(str(w) for w in st.banks) or "none"
+        msg = (
+            f"block input has {st.in_channels} channels, which do not fill whole banks "
+            f"(bank widths: {widths})"
+        )
+        st.written = set(range(len(st.banks)))  # report once, then check the layers anyway
+        self.fail("E0206", msg, span)
+        raise AssertionError
+
+    def block_stmts(self, body: tuple[ast.Stmt, ...], st: _BlockState, scope: _Scope) -> None:
+        for s in body:
+            try:
+                self.block_stmt(s, st, scope)
+            except _Skip:
+                continue
+
+    def block_stmt(self, s: ast.Stmt, st: _BlockState, scope: _Scope) -> None:
+        match s:
+            case ast.Let(name, value):
+                scope.values[name] = self.eval(value, scope)
+            case ast.Banks(groups):
+                if st.layers or st.written is not None:
+                    self.fail("E0104", "banks must be declared before the first layer", s.span)
+                for g in groups:
+                    count = self.int_value(g.count, scope, "a bank count", 1)
+                    width = self.int_value(g.width, scope, "a bank width", 1)
+                    if len(st.banks) + count > MAX_BANKS:
+                        self.fail("E0104", f"a block has at most {MAX_BANKS} banks", g.span)
+                    st.banks += [width] * count
+            case ast.Layer():
+                self.layer(s, st, scope)
+            case ast.Output(banks):
+                written = self.place_input(st, s.span)
+                idx = self.bank_indices(banks, st, scope)
+                for b, span in idx:
+                    if b not in written:
+                        self.fail("E0202", f"block output bank {b} is never written", span)
+                st.output = tuple(b for b, _ in idx)
+            case ast.Repeat():
+                self.repeat(s, scope, lambda body, sc: self.block_stmts(body, st, sc))
+            case ast.If(cond, then, orelse):
+                branch = self.condition(cond, scope, then, orelse)
+                self.block_stmts(branch, st, scope.child())
+            case _:
+                kind = type(s).__name__.lower()
+                self.fail("E0104", f"'{kind}' cannot appear inside a block", s.span)
+
+    def layer(self, s: ast.Layer, st: _BlockState, scope: _Scope) -> None:
+        if not st.banks:
+            self.fail("E0104", "declare the block's banks before its layers", s.span)
+        written = self.place_input(st, s.span)
+        reads = self.bank_indices(s.reads, st, scope)
+        writes = self.bank_indices(s.writes, st, scope)
+        if not reads:
+            self.fail("E0104", "layer reads no banks", s.span)
+        if not writes:
+            self.fail("E0104", "layer writes no banks", s.span)
+        for b, span in reads:
+            if b not in written:
+                self.bag.error("E0202", f"bank {b} is read before anything is written to it", span)
+        seen: set[int] = set()
+        for b, span in writes:
+            if b in seen:
+                self.fail("E0104", f"layer writes bank {b} twice", span)
+            seen.add(b)
+        ops = self.seq(s.seq, scope)
+        cin = sum(st.banks[b] for b, _ in reads)
+        out = seq_channels(ops, cin, self.bag)
+        if out is not None:
+            self.check_write(out, [b for b, _ in writes], st, s)
+        written.update(b for b, _ in writes)
+        name = self.unique(s.name or f"{st.name}_l{len(st.layers)}")
+        layer = arch.Layer(
+            name, tuple(b for b, _ in reads), tuple(b for b, _ in writes), ops, s.mode, s.span
+        )
+        st.layers.append(layer)
+
+    def check_write(self, out: int, writes: list[int], st: _BlockState, s: ast.Layer) -> None:
+        widths = {st.banks[b] for b in writes}
+        if len(widths) > 1:
+            shown = ", ".join(f"{b}:{st.banks[b]}" for b in writes)
+            msg = f"a layer's write banks must have one width; these have {shown}"
+            self.fail("E0205", msg, s.span)
+        width = widths.pop()
+        if out % width:
+            msg = f"layer output has {out} channels, not a multiple of the write-bank width {width}"
+            self.fail("E0205", msg, s.span)
+        chunks = out // width
+        if chunks > len(writes):
+            msg = (
+                f"layer output has {chunks} bank-width chunks ({out} channels) but writes "
+                f"{len(writes)} bank(s); output channels would be dropped"
+            )
+            self.fail("E0205", msg, s.span)
+
+    def block(self, name: str | None, body, span, scope: _Scope, cin: int, template=None):
+        st = _BlockState(self.unique(name or f"block{self.block_count}"), cin, span, template)
+        self.block_count += 1
+        self.block_stmts(body, st, scope.child(in_channels=cin))
+        if not st.banks:
+            self.fail("E0104", f"block '{st.name}' declares no banks", span)
+        self.place_input(st, span)
+        output = st.output if st.output is not None else tuple(range(len(st.banks)))
+        if st.output is None:
+            for b in output:
+                if b not in (st.written or set()):
+                    msg = f"block bank {b} is never written (it is part of the block output)"
+                    self.fail("E0202", msg, span)
+        return arch.Block(st.name, tuple(st.banks), tuple(st.layers), output, template, span)
+
+    # --- control flow
+    def condition(self, cond, scope, then, orelse):
+        v = self.eval(cond, scope)
+        if not isinstance(v, bool):
+            self.fail("E0104", f"an 'if' condition must be true or false, got {_show(v)}", cond.span)
+        return then if v else (orelse or ())
+
+    def repeat(self, s: ast.Repeat, scope: _Scope, run) -> None:
+        start = 0 if s.start is None else self.int_value(s.start, scope, "a loop bound", -MAX_INT)
+        stop = self.int_value(s.stop, scope, "a loop bound", -MAX_INT)
+        self.iterations += max(0, stop - start)
+        if self.iterations > MAX_ITERATIONS:
+            self.fail("E0104", f"loops run more than {MAX_ITERATIONS} times in total", s.span)
+        for i in range(start, stop):
+            run(s.body, scope.child(**({s.var: i} if s.var else {})))
+
+    # --- network
+    def network(self, net: ast.Network) -> arch.Network:
+        self.block_count = 0
+        self.transition_count = 0
+        self.state = {"input": None, "classes": None, "channels": None, "head": None}
+        self.stages: list[arch.Stage | arch.Block] = []
+        values: dict[str, Value] = {}
+        names = {p.name for p in net.params}
+        for key in self.overrides:
+            if key not in names:
+                listed = ", ".join(sorted(names)) or "none"
+                msg = f"network '{net.name}' has no parameter '{key}' (it has: {listed})"
+                self.bag.error("E0102", msg, net.span)
+        for p in net.params:
+            try:
+                if p.name in self.overrides:
+                    values[p.name] = self.overrides[p.name]
+                elif p.default is None:
+                    msg = f"network parameter '{p.name}' has no default; set it with -D {p.name}=N"
+                    self.fail("E0102", msg, p.span)
+                else:
+                    values[p.name] = self.eval(p.default, _Scope(dict(values)))
+            except _Skip:
+                continue
+        scope = _Scope(values)
+        self.net_stmts(net.body, scope)
+        st = self.state
+        if st["input"] is None:
+            self.bag.error("E0104", f"network '{net.name}' has no 'input' declaration", net.span)
+        if st["classes"] is None:
+            self.bag.error("E0104", f"network '{net.name}' has no 'classes' declaration", net.span)
+        if st["head"] is None:
+            self.bag.error("E0104", f"network '{net.name}' has no 'head'", net.span)
+        elif st["classes"] is not None and st["channels"] not in (None, st["classes"]):
+            msg = f"the head produces {st['channels']} outputs but the network has {st['classes']} classes"
+            self.bag.error("E0205", msg, st["head"].span)
+        if self.bag.items:
+            raise SmashError(self.bag.items, self.program.sources)
+        return arch.Network(net.name, st["input"], st["classes"], tuple(self.stages), net.span)
+
+    def net_stmts(self, body, scope: _Scope) -> None:
+        for s in body:
+            try:
+                self.net_stmt(s, scope)
+            except _Skip:
+                continue
+
+    def require_input(self, s: ast.Stmt) -> int:
+        if self.state["input"] is None:
+            self.fail("E0104", "declare the network's 'input' before its first stage", s.span)
+        if self.state["head"] is not None:
+            self.fail("E0104", "nothing may follow the network's head", s.span)
+        if self.state["channels"] is None:
+            raise _Skip  # an earlier stage failed; its error is already reported
+        return self.state["channels"]
+
+    def net_stmt(self, s: ast.Stmt, scope: _Scope) -> None:
+        st = self.state
+        match s:
+            case ast.Let(name, value):
+                scope.values[name] = self.eval(value, scope)
+            case ast.Input(c, h, w):
+                if st["input"] is not None:
+                    self.fail("E0103", "the network's input is declared twice", s.span)
+                dims = tuple(self.int_value(x, scope, "an input size", 1) for x in (c, h, w))
+                st["input"] = dims
+                st["channels"] = dims[0]
+            case ast.Classes(value):
+                if st["classes"] is not None:
+                    self.fail("E0103", "the network's classes are declared twice", s.span)
+                st["classes"] = self.int_value(value, scope, "classes", 1)
+                scope.values["classes"] = st["classes"]
+            case ast.Stage(kind, body):
+                cin = self.require_input(s)
+                st["channels"] = None
+                ops = self.seq(body, scope.child(in_channels=cin))
+                if kind == "transition":
+                    self.transition_count += 1
+                name = {"transition": f"transition{self.transition_count}"}.get(kind, kind)
+                if kind != "transition" and any(x.kind == kind for x in self.stages
+                                                if isinstance(x, arch.Stage)):
+                    self.fail("E0103", f"the network has more than one {kind}", s.span)
+                if kind == "stem" and self.stages:
+                    self.fail("E0104", "the stem must be the network's first stage", s.span)
+                stage = arch.Stage(kind, self.unique(name), ops, s.span)
+                st["channels"] = seq_channels(ops, cin, self.bag)
+                self.stages.append(stage)
+                if kind == "head":
+                    st["head"] = stage
+            case ast.Block(name, body):
+                cin = self.require_input(s)
+                st["channels"] = None
+                blk = self.block(name, body, s.span, scope, cin)
+                self.stages.append(blk)
+                st["channels"] = sum(blk.banks[b] for b in blk.output)
+            case ast.BlockUse(name, template, args):
+                cin = self.require_input(s)
+                st["channels"] = None
+                t = self.program.templates.get(template)
+                if t is None:
+                    hint = ""
+                    if template in self.program.macros or template in OPS:
+                        hint = f"; '{template}' is an op: use it inside a layer"
+                    known = self.program.templates
+                    msg = f"unknown template '{template}'" + (hint or _suggest(template, known))
+                    self.fail("E0101", msg, s.span)
+                values = self.bind_params(f"template '{template}'", t.params, s, scope)
+                # A template sees its parameters and the builtins, not the network's names.
+                builtins = {k: scope.values[k] for k in ("classes",) if k in scope.values}
+                tscope = _Scope({**builtins, **values}, (template,))
+                blk = self.block(name or template, t.body, s.span, tscope, cin, template)
+                self.stages.append(blk)
+                st["channels"] = sum(blk.banks[b] for b in blk.output)
+            case ast.Repeat():
+                self.repeat(s, scope, lambda body, sc: self.net_stmts(body, sc))
+            case ast.If(cond, then, orelse):
+                self.net_stmts(self.condition(cond, scope, then, orelse), scope.child())
+            case _:
+                kind = type(s).__name__.lower()
+                self.fail("E0104", f"'{kind}' can only appear inside a block", s.span)
+
+
+def expand(program: Program, overrides: Mapping[str, int] | None = None) -> arch.Network:
+    """The main file's network, fully expanded; raises SmashError listing every semantic error."""
+    net = program.network
+    if net is None:
+        span = Span(program.file, 1, 1, 1, 1)
+        raise SmashError([error("E0104", "file defines no network", span)], program.sources)
+    return Expander(program, overrides).network(net)

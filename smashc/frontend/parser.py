@@ -1,0 +1,394 @@
+"""Text to AST: the Lark LALR parser, the tree-to-dataclass transformer and friendly parse errors."""
+
+from __future__ import annotations
+
+import functools
+from importlib import resources
+
+import lark
+from lark import Lark, Token, Transformer, v_args
+from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
+
+from smashc.diagnostics import SmashError, Span, error
+from smashc.frontend import ast
+
+# Words a person understands, for the terminals Lark reports as expected.
+_TERMINAL_WORDS = {
+    "NAME": "a name",
+    "INT": "an integer",
+    "FLOAT": "a number",
+    "STRING": 'a quoted path like "lib.smash"',
+    "LBRACE": "'{'",
+    "RBRACE": "'}'",
+    "LPAR": "'('",
+    "RPAR": "')'",
+    "COMMA": "','",
+    "EQUAL": "'='",
+    "$END": "end of file",
+}
+
+# Catalogue of bad snippets for Lark's match_examples: message -> examples that fail the same way.
+_EXAMPLES: dict[str, list[str]] = {
+    "expected '=' and an op sequence after the layer's write banks": [
+        "network n { block { layer read 0 write 0 relu } }",
+        "network n { block { layer read 0 write 0 } }",
+        "template t { layer read 0 write 0 relu }",
+    ],
+    "a layer needs 'read BANKS write BANKS = OPS' (or 'overwrite' instead of 'write')": [
+        "network n { block { layer write 0 = relu } }",
+        "network n { block { layer read 0 = relu } }",
+        "network n { block { layer read 0 0 = relu } }",
+        "template t { layer write 0 = relu }",
+        "template t { layer read 0 = relu }",
+    ],
+    "ops in a sequence are joined with '->'": [
+        "network n { stem { bn relu } }",
+        "network n { head { bn relu } }",
+        "network n { transition { bn relu } }",
+        "network n { block { layer read 0 write 0 = bn relu } }",
+        "def m = bn relu",
+    ],
+    "'input' is written CHANNELS x HEIGHT x WIDTH, e.g. 'input 3 x 32 x 32'": [
+        "network n { input 3, 32, 32 }",
+        "network n { input 3 x 32 }",
+        "network n { input 3 x 32 32 }",
+        "network n { input 3 32 32 }",
+    ],
+    "'banks' is written COUNT x WIDTH, e.g. 'banks 4 x 16'": [
+        "network n { block { banks 4 } }",
+        "network n { block { banks 4, 16 } }",
+        "network n { block { banks 4 16 } }",
+        "template t { banks 4 }",
+        "template t { banks 4 16 }",
+    ],
+    "expected a statement: input, classes, let, stem, block, transition, head, repeat or if": [
+        "network n { foo }",
+        "network n { layer read 0 write 0 = relu }",
+        "network n { banks 1 x 8 }",
+    ],
+    "expected a block statement: banks, layer, output, let, repeat or if": [
+        "network n { block { relu } }",
+        "network n { block { stem { relu } } }",
+        "template t { relu }",
+    ],
+    "expected an import, 'def', 'template' or 'network' at the top level": [
+        "foo",
+        "block { }",
+        "layer read 0 write 0 = relu",
+        "network",
+        "stem { relu }",
+    ],
+    "expected an expression": [
+        "network n { classes }",
+        "network n { classes + }",
+        "network n { classes 1 + }",
+        "network n { let a = }",
+        "network n { stem { conv(out=) } }",
+    ],
+    "unbalanced parentheses": [
+        "network n { stem { conv(out=1 } }",
+        "network n { classes (1 + 2 }",
+        "network n { stem { conv(out=1, } }",
+    ],
+    "a 'sum' needs at least two paths separated by '|'": [
+        "network n { stem { sum { relu } } }",
+        "network n { stem { sum { } } }",
+    ],
+    "ranges are written START..STOP (half-open)": [
+        "network n { repeat i in 3 { } }",
+        "network n { repeat i in 0.. { } }",
+        "network n { block { layer read 0.. write 0 = relu } }",
+    ],
+    "positional arguments must come before keyword arguments": [
+        "network n { stem { conv(out=1, 3) } }",
+    ],
+}
+
+
+# Lark's lexer callbacks are fixed when the parser is built; each parse points this at its own list.
+_comment_sink: list[Token] = []
+
+
+def _on_comment(tok: Token) -> Token:
+    _comment_sink.append(tok)
+    return tok
+
+
+@functools.cache
+def _lark() -> Lark:
+    text = resources.files("smashc.grammar").joinpath("smash.lark").read_text(encoding="utf-8")
+    return Lark(
+        text,
+        parser="lalr",
+        propagate_positions=True,
+        strict=True,
+        maybe_placeholders=True,
+        lexer_callbacks={"COMMENT": _on_comment},
+    )
+
+
+def _parse_collecting(text: str, comments: list[Token]) -> lark.Tree:
+    _comment_sink.clear()
+    try:
+        return _lark().parse(text)
+    finally:
+        comments.extend(_comment_sink)
+        _comment_sink.clear()
+
+
+def _span(file: str, meta: object) -> Span:
+    if getattr(meta, "empty", False) or getattr(meta, "line", None) is None:
+        return Span(file, 1, 1, 1, 1)
+    return Span(file, meta.line, meta.column, meta.end_line, meta.end_column)  # type: ignore[attr-defined]
+
+
+def _binop(op: str):
+    def rule(self: _ToAst, meta: object, children: list) -> ast.BinOp:
+        return ast.BinOp(op, children[0], children[1], self.span(meta))
+
+    return rule
+
+
+@v_args(meta=True)
+class _ToAst(Transformer):
+    """One method per grammar rule or alias, each returning an AST dataclass."""
+
+    def __init__(self, file: str):
+        super().__init__()
+        self.file = file
+
+    def span(self, meta: object) -> Span:
+        return _span(self.file, meta)
+
+    # --- expressions
+    def int(self, meta, c):
+        return ast.Int(int(c[0]), self.span(meta))
+
+    def float(self, meta, c):
+        return ast.Float(float(c[0]), self.span(meta))
+
+    def true(self, meta, c):
+        return ast.Bool(True, self.span(meta))
+
+    def false(self, meta, c):
+        return ast.Bool(False, self.span(meta))
+
+    def name(self, meta, c):
+        return ast.Name(str(c[0]), self.span(meta))
+
+    def call(self, meta, c):
+        return ast.Call(str(c[0]), c[1] or (), self.span(meta))
+
+    op_call = call
+
+    def tuple(self, meta, c):
+        return ast.Tuple(tuple(x for x in c if x is not None), self.span(meta))
+
+    def neg(self, meta, c):
+        return ast.UnaryOp("-", c[0], self.span(meta))
+
+    def not_(self, meta, c):
+        return ast.UnaryOp("not", c[0], self.span(meta))
+
+    or_ = _binop("or")
+    and_ = _binop("and")
+    eq = _binop("==")
+    ne = _binop("!=")
+    lt = _binop("<")
+    le = _binop("<=")
+    gt = _binop(">")
+    ge = _binop(">=")
+    add = _binop("+")
+    sub = _binop("-")
+    mul = _binop("*")
+    div = _binop("/")
+    mod = _binop("%")
+    pow = _binop("**")
+
+    def arg_list(self, meta, c):
+        return tuple(x for x in c if x is not None)
+
+    def pos_arg(self, meta, c):
+        return ast.Arg(None, c[0], self.span(meta))
+
+    def kw_arg(self, meta, c):
+        return ast.Arg(str(c[0]), c[1], self.span(meta))
+
+    # --- op sequences
+    def seq(self, meta, c):
+        return ast.Seq(tuple(c), self.span(meta))
+
+    def sum_op(self, meta, c):
+        return ast.Sum(tuple(c), self.span(meta))
+
+    # --- statements
+    def param_list(self, meta, c):
+        return tuple(x for x in c if x is not None)
+
+    def param(self, meta, c):
+        return ast.Param(str(c[0]), c[1], self.span(meta))
+
+    def net_body(self, meta, c):
+        return tuple(c)
+
+    block_body = net_body
+
+    def input_decl(self, meta, c):
+        return ast.Input(c[0], c[1], c[2], self.span(meta))
+
+    def classes_decl(self, meta, c):
+        return ast.Classes(c[0], self.span(meta))
+
+    def let_stmt(self, meta, c):
+        return ast.Let(str(c[0]), c[1], self.span(meta))
+
+    def _stage(kind: str):  # noqa: N805 - a rule factory, not a method
+        def rule(self, meta, c):
+            return ast.Stage(kind, c[0], self.span(meta))
+
+        return rule
+
+    stem = _stage("stem")
+    transition = _stage("transition")
+    head = _stage("head")
+
+    def block(self, meta, c):
+        name = None if c[0] is None else str(c[0])
+        return ast.Block(name, c[1], self.span(meta))
+
+    def block_use(self, meta, c):
+        name = None if c[0] is None else str(c[0])
+        return ast.BlockUse(name, str(c[1]), c[2] or (), self.span(meta))
+
+    def repeat_count(self, meta, c):
+        return (None, None, c[0])
+
+    def repeat_range(self, meta, c):
+        return (str(c[0]), c[1], c[2])
+
+    def net_repeat(self, meta, c):
+        var, start, stop = c[0]
+        return ast.Repeat(var, start, stop, c[1], self.span(meta))
+
+    block_repeat = net_repeat
+
+    def net_if(self, meta, c):
+        return ast.If(c[0], c[1], c[2], self.span(meta))
+
+    block_if = net_if
+
+    def banks_decl(self, meta, c):
+        return ast.Banks(tuple(c), self.span(meta))
+
+    def bank_group(self, meta, c):
+        return ast.BankGroup(c[0], c[1], self.span(meta))
+
+    def bank_list(self, meta, c):
+        return tuple(c)
+
+    def bank_one(self, meta, c):
+        return ast.BankRef(c[0], None, self.span(meta))
+
+    def bank_range(self, meta, c):
+        return ast.BankRef(c[0], c[1], self.span(meta))
+
+    def write_mode(self, meta, c):
+        return str(c[0])
+
+    def layer(self, meta, c):
+        name = None if c[0] is None else str(c[0])
+        return ast.Layer(name, c[1], c[2], c[3], c[4], self.span(meta))
+
+    def output_decl(self, meta, c):
+        return ast.Output(c[0], self.span(meta))
+
+    # --- top level
+    def import_stmt(self, meta, c):
+        tok: Token = c[0]
+        if tok.type == "STRING":
+            return ast.Import(str(tok)[1:-1], True, self.span(meta))
+        return ast.Import(str(tok), False, self.span(meta))
+
+    def network(self, meta, c):
+        return ast.Network(str(c[0]), c[1] or (), c[2], self.span(meta))
+
+    def template(self, meta, c):
+        return ast.Template(str(c[0]), c[1] or (), c[2], self.span(meta))
+
+    def macro(self, meta, c):
+        return ast.Macro(str(c[0]), c[1] or (), c[2], self.span(meta))
+
+    def start(self, meta, c):
+        return ast.Module(tuple(c), self.span(meta))
+
+
+def _describe_expected(expected: set[str]) -> str:
+    lark_parser = _lark()
+    words = []
+    for name in sorted(expected):
+        if name in _TERMINAL_WORDS:
+            words.append(_TERMINAL_WORDS[name])
+            continue
+        try:
+            pattern = lark_parser.get_terminal(name).pattern
+        except KeyError:
+            words.append(name.lower())
+            continue
+        if isinstance(pattern, lark.lexer.PatternStr):
+            words.append(f"'{pattern.value}'")
+        else:
+            words.append(name.lower())
+    words = sorted(set(words))
+    if len(words) > 8:
+        words = words[:8] + ["..."]
+    return ", ".join(words)
+
+
+def _found(tok: Token) -> str:
+    if tok.type == "$END":
+        return "end of file"
+    return f"'{tok}'"
+
+
+def _syntax_error(exc: UnexpectedInput, text: str, file: str) -> SmashError:
+    line = max(1, exc.line if exc.line is not None and exc.line > 0 else 1)
+    column = max(1, exc.column if exc.column is not None and exc.column > 0 else 1)
+    if isinstance(exc, UnexpectedCharacters):
+        char = text[exc.pos_in_stream] if exc.pos_in_stream < len(text) else "?"
+        span = Span(file, line, column, line, column + 1)
+        diag = error("E0002", f"unexpected character {char!r}", span)
+        return SmashError([diag], {file: text})
+    if isinstance(exc, UnexpectedEOF):
+        lines = text.splitlines() or [""]
+        span = Span(file, len(lines), len(lines[-1]) + 1, len(lines), len(lines[-1]) + 2)
+        msg = f"unexpected end of file; expected {_describe_expected(set(exc.expected))}"
+        return SmashError([error("E0003", msg, span)], {file: text})
+    assert isinstance(exc, UnexpectedToken)
+    tok = exc.token
+    if tok.type == "$END":
+        lines = text.splitlines() or [""]
+        span = Span(file, len(lines), len(lines[-1]) + 1, len(lines), len(lines[-1]) + 2)
+        msg = f"unexpected end of file; expected {_describe_expected(set(exc.expected))}"
+        return SmashError([error("E0003", msg, span)], {file: text})
+    span = Span(file, line, column, tok.end_line or line, tok.end_column or column + 1)
+    friendly = exc.match_examples(_lark().parse, _EXAMPLES, use_accepts=True)
+    if friendly:
+        msg = f"{friendly}; found {_found(tok)}"
+    else:
+        msg = f"unexpected {_found(tok)}; expected {_describe_expected(set(exc.expected))}"
+    return SmashError([error("E0001", msg, span)], {file: text})
+
+
+def parse(text: str, file: str = "<string>") -> ast.Module:
+    """Parse one file's text into an AST; raises SmashError (E0001-E0003) on bad syntax."""
+    comments: list[Token] = []
+    try:
+        tree = _parse_collecting(text, comments)
+    except UnexpectedInput as exc:
+        raise _syntax_error(exc, text, file) from None
+    module = _ToAst(file).transform(tree)
+    kept = tuple(
+        ast.Comment(str(c).rstrip(), Span(file, c.line, c.column, c.end_line, c.end_column))
+        for c in comments
+    )
+    return ast.Module(module.items, module.span, kept)

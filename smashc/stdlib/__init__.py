@@ -1,0 +1,1 @@
+"""The .smash standard library: ResNet, DenseNet and FractalNet block templates."""
