@@ -15,6 +15,11 @@ Pair = tuple[int, int]
 ACTIVATIONS = ("relu", "relu6", "leaky_relu", "identity")
 
 
+def same_padding(kernel: Pair, dilation: Pair) -> Pair:
+    """Padding that keeps the spatial size of a stride-1 conv with an odd kernel."""
+    return (dilation[0] * (kernel[0] - 1) // 2, dilation[1] * (kernel[1] - 1) // 2)
+
+
 def _span() -> Span:
     return field(default=NOSPAN, compare=False, repr=False)
 

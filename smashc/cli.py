@@ -21,6 +21,14 @@ class _UsageError(SmashError):
     pass
 
 
+class _ArgumentParser(argparse.ArgumentParser):
+    """argparse, but a bad command line exits 1 like every other user error."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.print_usage(sys.stderr)
+        self.exit(1, f"{self.prog}: error: {message}\n")
+
+
 def _overrides(pairs: Sequence[str]) -> dict[str, int]:
     out: dict[str, int] = {}
     for pair in pairs:
@@ -95,15 +103,19 @@ def cmd_expand(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = _ArgumentParser(
         prog="smashc", description="Compiler for .smash neural architecture descriptions."
     )
     p.add_argument("--version", action="version", version=f"smashc {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
 
-    define = argparse.ArgumentParser(add_help=False)
+    define = _ArgumentParser(add_help=False)
     define.add_argument(
-        "-D", dest="define", action="append", default=[], metavar="NAME=N",
+        "-D",
+        dest="define",
+        action="append",
+        default=[],
+        metavar="NAME=N",
         help="override a network parameter (repeatable)",
     )
 

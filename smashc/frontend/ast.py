@@ -44,7 +44,7 @@ class Name:
 
 @dataclass(frozen=True)
 class BinOp:
-    """``left op right``; ``op`` is the operator's source text (``+``, ``**``, ``and``, ``<=`` ...)."""
+    """``left op right``; ``op`` is the operator as written (``+``, ``**``, ``and``, ``<=``)."""
 
     op: str
     left: Expr

@@ -20,7 +20,7 @@ def _groups_ok(bag: DiagnosticBag, what: str, groups: int, cin: int, cout: int, 
 
 
 def op_channels(op: arch.Op, cin: int, bag: DiagnosticBag) -> int | None:
-    """Output channels of ``op`` on ``cin`` input channels; None (with a diagnostic) if it can't run."""
+    """Output channels of ``op`` on ``cin`` input channels; None, with a diagnostic, if it fails."""
     match op:
         case arch.Conv():
             return op.out if _groups_ok(bag, "conv", op.groups, cin, op.out, op) else None

@@ -58,8 +58,16 @@ OPS: dict[str, tuple[P, ...]] = {
     "relu6": (),
     "identity": (),
     "leaky_relu": (P("slope", "float", 0.01),),
-    "avgpool": (P("kernel", "pospair", 2), P("stride", "pospair", None), P("padding", "nonnegpair", 0)),
-    "maxpool": (P("kernel", "pospair", 2), P("stride", "pospair", None), P("padding", "nonnegpair", 0)),
+    "avgpool": (
+        P("kernel", "pospair", 2),
+        P("stride", "pospair", None),
+        P("padding", "nonnegpair", 0),
+    ),
+    "maxpool": (
+        P("kernel", "pospair", 2),
+        P("stride", "pospair", None),
+        P("padding", "nonnegpair", 0),
+    ),
     "gap": (),
     "linear": (P("out", "pos", REQUIRED), P("bias", "bool", True)),
     "chanpad": (P("out", "pos", REQUIRED),),
@@ -163,7 +171,7 @@ class Expander:
                 self.fail("E0101", f"unknown name '{id}'" + _suggest(id, scope.values), e.span)
             case ast.Tuple(items):
                 return tuple(self.eval(i, scope) for i in items)
-            case ast.Call(name, args):
+            case ast.Call():
                 return self._call_value(e, scope)
             case ast.UnaryOp("-", operand):
                 v = self.eval(operand, scope)
@@ -248,7 +256,10 @@ class Expander:
 
     # --- argument binding
     def bind(
-        self, what: str, params: tuple[P, ...] | tuple[ast.Param, ...], call: ast.Call | ast.BlockUse
+        self,
+        what: str,
+        params: tuple[P, ...] | tuple[ast.Param, ...],
+        call: ast.Call | ast.BlockUse,
     ) -> dict[str, ast.Arg]:
         """Matches a call's arguments to parameter names; E0102 for every arity mistake."""
         names = [p.name for p in params]
@@ -259,7 +270,9 @@ class Expander:
             if a.name is not None:
                 seen_kw = True
             elif seen_kw:
-                self.fail("E0102", "positional arguments must come before keyword arguments", a.span)
+                self.fail(
+                    "E0102", "positional arguments must come before keyword arguments", a.span
+                )
         if len(positional) > len(names):
             n = len(names)
             plural = "argument" if n == 1 else "arguments"
@@ -283,7 +296,7 @@ class Expander:
         return bound
 
     def bind_params(self, what: str, params: tuple[ast.Param, ...], call, scope: _Scope) -> dict:
-        """Binds a macro's or template's parameters; defaults are evaluated in the callee's scope."""
+        """Binds a macro's or template's parameters; defaults are evaluated in the callee."""
         spec = tuple(P(p.name, "any", REQUIRED if p.default is None else p.default) for p in params)
         bound = self.bind(what, spec, call)
         values: dict[str, Value] = {}
@@ -359,9 +372,16 @@ class Expander:
             case "conv":
                 pad = a["padding"]
                 if pad is None:  # "same" padding for the (odd) kernel and dilation
-                    pad = tuple(d * (k - 1) // 2 for k, d in zip(a["kernel"], a["dilation"]))
+                    pad = arch.same_padding(a["kernel"], a["dilation"])
                 return arch.Conv(
-                    a["out"], a["kernel"], a["stride"], pad, a["dilation"], a["groups"], a["bias"], span
+                    a["out"],
+                    a["kernel"],
+                    a["stride"],
+                    pad,
+                    a["dilation"],
+                    a["groups"],
+                    a["bias"],
+                    span,
                 )
             case "bn":
                 return arch.BatchNorm(a["eps"], a["momentum"], span)
@@ -415,8 +435,12 @@ class Expander:
         m = self.program.macros[call.name]
         if call.name in scope.stack:
             chain = " -> ".join(scope.stack[scope.stack.index(call.name) :] + (call.name,))
-            self.fail("E0301", f"template '{call.name}' is recursive: {chain}", call.span,
-                      Note("defined here", m.span))
+            self.fail(
+                "E0301",
+                f"template '{call.name}' is recursive: {chain}",
+                call.span,
+                Note("defined here", m.span),
+            )
         values = self.bind_params(f"'{call.name}'", m.params, call, scope)
         return self.seq(m.seq, _Scope(values, scope.stack + (call.name,)))
 
@@ -505,11 +529,12 @@ class Expander:
         for b, span in reads:
             if b not in written:
                 self.bag.error("E0202", f"bank {b} is read before anything is written to it", span)
-        seen: set[int] = set()
-        for b, span in writes:
-            if b in seen:
-                self.fail("E0104", f"layer writes bank {b} twice", span)
-            seen.add(b)
+        for verb, banks in (("reads", reads), ("writes", writes)):
+            seen: set[int] = set()
+            for b, span in banks:
+                if b in seen:
+                    self.fail("E0104", f"layer {verb} bank {b} twice", span)
+                seen.add(b)
         ops = self.seq(s.seq, scope)
         cin = sum(st.banks[b] for b, _ in reads)
         out = seq_channels(ops, cin, self.bag)
@@ -559,7 +584,9 @@ class Expander:
     def condition(self, cond, scope, then, orelse):
         v = self.eval(cond, scope)
         if not isinstance(v, bool):
-            self.fail("E0104", f"an 'if' condition must be true or false, got {_show(v)}", cond.span)
+            self.fail(
+                "E0104", f"an 'if' condition must be true or false, got {_show(v)}", cond.span
+            )
         return then if v else (orelse or ())
 
     def repeat(self, s: ast.Repeat, scope: _Scope, run) -> None:
@@ -605,7 +632,8 @@ class Expander:
         if st["head"] is None:
             self.bag.error("E0104", f"network '{net.name}' has no 'head'", net.span)
         elif st["classes"] is not None and st["channels"] not in (None, st["classes"]):
-            msg = f"the head produces {st['channels']} outputs but the network has {st['classes']} classes"
+            got, want = st["channels"], st["classes"]
+            msg = f"the head produces {got} outputs but the network has {want} classes"
             self.bag.error("E0205", msg, st["head"].span)
         if self.bag.items:
             raise SmashError(self.bag.items, self.program.sources)
@@ -650,8 +678,9 @@ class Expander:
                 if kind == "transition":
                     self.transition_count += 1
                 name = {"transition": f"transition{self.transition_count}"}.get(kind, kind)
-                if kind != "transition" and any(x.kind == kind for x in self.stages
-                                                if isinstance(x, arch.Stage)):
+                if kind != "transition" and any(
+                    x.kind == kind for x in self.stages if isinstance(x, arch.Stage)
+                ):
                     self.fail("E0103", f"the network has more than one {kind}", s.span)
                 if kind == "stem" and self.stages:
                     self.fail("E0104", "the stem must be the network's first stage", s.span)
@@ -666,7 +695,7 @@ class Expander:
                 blk = self.block(name, body, s.span, scope, cin)
                 self.stages.append(blk)
                 st["channels"] = sum(blk.banks[b] for b in blk.output)
-            case ast.BlockUse(name, template, args):
+            case ast.BlockUse(name, template):
                 cin = self.require_input(s)
                 st["channels"] = None
                 t = self.program.templates.get(template)

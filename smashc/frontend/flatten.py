@@ -44,8 +44,7 @@ def op_call(op: arch.Op) -> ast.Call | ast.Sum:
             args = [_kw("out", _int(op.out)), _kw("kernel", _pair(op.kernel))]
             if op.stride != (1, 1):
                 args.append(_kw("stride", _pair(op.stride)))
-            same = tuple(d * (k - 1) // 2 for k, d in zip(op.kernel, op.dilation))
-            if op.padding != same:
+            if op.padding != arch.same_padding(op.kernel, op.dilation):
                 args.append(_kw("padding", _pair(op.padding)))
             if op.dilation != (1, 1):
                 args.append(_kw("dilation", _pair(op.dilation)))

@@ -41,7 +41,7 @@ def _decode(data: bytes, file: str) -> str:
 
 
 def read_source(path: str | Path) -> tuple[str, str]:
-    """Returns (display name, text) of a file, or raises SmashError for unreadable/non-UTF-8 files."""
+    """(display name, text) of a file; SmashError if it is unreadable or not UTF-8."""
     name = str(path)
     try:
         data = Path(path).read_bytes()

@@ -1,4 +1,4 @@
-"""Text to AST: the Lark LALR parser, the tree-to-dataclass transformer and friendly parse errors."""
+"""Text to AST: the Lark LALR parser, the tree-to-dataclass transformer, friendly parse errors."""
 
 from __future__ import annotations
 

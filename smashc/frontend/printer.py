@@ -78,6 +78,11 @@ def _args(args: tuple[ast.Arg, ...]) -> str:
     return ", ".join(expr(a.value) if a.name is None else f"{a.name}={expr(a.value)}" for a in args)
 
 
+def op_text(item: ast.Call | ast.Sum) -> str:
+    """One op of a sequence as .smash text."""
+    return _op(item)
+
+
 def _op(item: ast.Call | ast.Sum) -> str:
     if isinstance(item, ast.Sum):
         return "sum { " + " | ".join(seq(p) for p in item.paths) + " }"
@@ -126,8 +131,7 @@ class _Printer:
             taken.append(self.comments.pop(0).text)
         return taken
 
-    def _with_comments(self, lines: list[str], node_span: Span, depth: int) -> list[str]:
-        pad = INDENT * depth
+    def _with_comments(self, lines: list[str], node_span: Span) -> list[str]:
         if node_span.line <= 0:
             return lines
         trailing = self._take(node_span.end_line + 1)
@@ -153,7 +157,7 @@ class _Printer:
 
     def stmt(self, s: ast.Stmt, depth: int = 0) -> list[str]:
         lead = self._leading(s.span, depth)
-        return lead + self._with_comments(self._stmt(s, depth), s.span, depth)
+        return lead + self._with_comments(self._stmt(s, depth), s.span)
 
     def _stmt(self, s: ast.Stmt, depth: int) -> list[str]:
         pad = INDENT * depth
@@ -208,7 +212,7 @@ class _Printer:
                 lines = self.body(f"network {name}{_params(params)}", body, 0, i.span)
             case _:
                 raise TypeError(f"not a top-level item: {i!r}")
-        return lead + self._with_comments(lines, i.span, 0)
+        return lead + self._with_comments(lines, i.span)
 
 
 def _before(span: Span) -> Span:

@@ -1,0 +1,103 @@
+"""IRGraph: a typed wrapper over networkx.DiGraph plus the network's metadata and analyses."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+
+import networkx as nx
+
+from smashc.diagnostics import NOSPAN, Span
+from smashc.ir.nodes import Payload, Shape
+
+
+@dataclass(frozen=True)
+class StageInfo:
+    """One stage of the network in order: a stem, block, transition or head."""
+
+    kind: str  # "stem" | "block" | "transition" | "head"
+    name: str
+    banks: tuple[int, ...] = ()  # blocks: bank widths
+    output: tuple[int, ...] = ()  # blocks: banks concatenated into the block output
+    layers: tuple[str, ...] = ()  # blocks: layer names in order
+    template: str | None = None
+    span: Span = field(default=NOSPAN, compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class Pattern:
+    """What ``recognize-patterns`` found in a block: a family and its parameters."""
+
+    family: str  # "resnet" | "densenet" | "fractalnet" | "custom"
+    params: tuple[tuple[str, int], ...] = ()
+
+    def __str__(self) -> str:
+        inner = ", ".join(f"{k}={v}" for k, v in self.params)
+        return f"{self.family}({inner})" if inner else self.family
+
+
+@dataclass(frozen=True)
+class IRGraph:
+    """Dataflow graph of one network. Nodes carry a ``payload``; edges carry ``index`` and ``kind``.
+
+    ``index`` orders a node's operands; ``kind`` is "read" (bank version into a layer),
+    "write" (layer chunk into a bank version) or "data". Passes never mutate an IRGraph;
+    they return a new one (``with_graph`` copies what they change).
+    """
+
+    name: str
+    input: tuple[int, int, int]
+    classes: int
+    stages: tuple[StageInfo, ...]
+    graph: nx.DiGraph
+    shapes: Mapping[str, Shape] | None = None
+    patterns: Mapping[str, Pattern] | None = None
+
+    # --- queries
+    def payload(self, node: str) -> Payload:
+        return self.graph.nodes[node]["payload"]
+
+    def operands(self, node: str) -> list[str]:
+        preds = self.graph.in_edges(node, data="index")
+        return [src for src, _, _ in sorted(preds, key=lambda e: e[2])]
+
+    def users(self, node: str) -> list[str]:
+        return sorted(self.graph.successors(node))
+
+    def nodes(self) -> Iterator[str]:
+        """Node ids in a deterministic topological order (ties broken by creation order)."""
+        order = {n: i for i, n in enumerate(self.graph.nodes)}
+        return iter(nx.lexicographical_topological_sort(self.graph, key=order.__getitem__))
+
+    def stage(self, name: str) -> StageInfo:
+        return next(s for s in self.stages if s.name == name)
+
+    @property
+    def blocks(self) -> tuple[StageInfo, ...]:
+        return tuple(s for s in self.stages if s.kind == "block")
+
+    def shape(self, node: str) -> Shape:
+        if self.shapes is None:
+            raise ValueError("shapes are not inferred yet; run the infer-shapes pass")
+        return self.shapes[node]
+
+    # --- derivation
+    def with_graph(self, graph: nx.DiGraph, **changes) -> IRGraph:
+        return dataclasses.replace(self, graph=graph, **changes)
+
+    def replace(self, **changes) -> IRGraph:
+        return dataclasses.replace(self, **changes)
+
+    def copy_graph(self) -> nx.DiGraph:
+        return self.graph.copy()
+
+
+def add_node(g: nx.DiGraph, node: str, payload: Payload, operands: list[str], kind="data") -> str:
+    """Adds ``node`` with ``operands`` wired in order; returns the id."""
+    if node in g:
+        raise ValueError(f"duplicate IR node id {node!r}")
+    g.add_node(node, payload=payload)
+    for i, src in enumerate(operands):
+        g.add_edge(src, node, index=i, kind=kind)
+    return node
