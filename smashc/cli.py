@@ -102,6 +102,47 @@ def cmd_expand(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_compile(args: argparse.Namespace) -> int:
+    from smashc import report
+    from smashc.ir import dump
+    from smashc.passes import DEFAULT_PIPELINE
+    from smashc.pipeline import compile_program
+
+    passes = (
+        DEFAULT_PIPELINE
+        if args.passes is None
+        else tuple(p.strip() for p in args.passes.split(",") if p.strip())
+    )
+
+    def after_each(name, ir):
+        if args.print_ir_after_all:
+            sys.stdout.write(f"// ----- IR after {name} -----\n{dump(ir)}")
+
+    try:
+        program = load_file(args.file)
+        result = compile_program(
+            program,
+            _overrides(args.define),
+            passes,
+            verify_each=args.verify_each,
+            after_each=after_each,
+        )
+        if args.emit == "ir":
+            sys.stdout.write(dump(result.ir))
+        if args.report:
+            sys.stdout.write(report.render(result.ir))
+    except SmashError as exc:
+        print(exc.render(), file=sys.stderr)
+        return 1
+    if args.time_passes:
+        total = sum(t for _, t in result.timings)
+        print("pass timings:", file=sys.stderr)
+        for name, t in result.timings:
+            print(f"  {name:<22} {t * 1000:8.2f} ms", file=sys.stderr)
+        print(f"  {'total':<22} {total * 1000:8.2f} ms", file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _ArgumentParser(
         prog="smashc", description="Compiler for .smash neural architecture descriptions."
@@ -134,6 +175,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     e.add_argument("file", metavar="FILE")
     e.set_defaults(run=cmd_expand)
+
+    k = sub.add_parser("compile", parents=[define], help="compile to the graph IR and run passes")
+    k.add_argument("file", metavar="FILE")
+    k.add_argument("--emit", choices=("ir", "none"), default="none", help="what to print")
+    k.add_argument("--report", action="store_true", help="print the per-stage report")
+    k.add_argument("--passes", metavar="A,B,C", help="passes to run instead of the default")
+    k.add_argument("--print-ir-after-all", action="store_true", help="dump the IR after each pass")
+    k.add_argument("--verify-each", action="store_true", help="run the verifier after each pass")
+    k.add_argument("--time-passes", action="store_true", help="print each pass's run time")
+    k.set_defaults(run=cmd_compile)
     return p
 
 

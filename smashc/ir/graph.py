@@ -21,6 +21,7 @@ class StageInfo:
     banks: tuple[int, ...] = ()  # blocks: bank widths
     output: tuple[int, ...] = ()  # blocks: banks concatenated into the block output
     layers: tuple[str, ...] = ()  # blocks: layer names in order
+    input_banks: int = 0  # blocks: how many leading banks the block input fills
     template: str | None = None
     span: Span = field(default=NOSPAN, compare=False, repr=False)
 
@@ -76,6 +77,11 @@ class IRGraph:
     @property
     def blocks(self) -> tuple[StageInfo, ...]:
         return tuple(s for s in self.stages if s.kind == "block")
+
+    def shape_map(self) -> Mapping[str, Shape]:
+        if self.shapes is None:
+            raise ValueError("shapes are not inferred yet; run the infer-shapes pass")
+        return self.shapes
 
     def shape(self, node: str) -> Shape:
         if self.shapes is None:

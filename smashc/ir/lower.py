@@ -109,9 +109,12 @@ def lower(net: arch.Network) -> IRGraph:
     for st in net.stages:
         if isinstance(st, arch.Block):
             x = lw.block(st, x, channels)
-            channels = sum(st.banks[o] for o in st.output)
             layers = tuple(lay.name for lay in st.layers)
-            info = StageInfo("block", st.name, st.banks, st.output, layers, st.template, st.span)
+            filled = next(k + 1 for k in range(len(st.banks)) if sum(st.banks[: k + 1]) >= channels)
+            info = StageInfo(
+                "block", st.name, st.banks, st.output, layers, filled, st.template, st.span
+            )
+            channels = sum(st.banks[o] for o in st.output)
         else:
             x = lw.ops(st.ops, x, st.name, st.name, None)
             channels = _out_channels(st.ops, channels)

@@ -1,0 +1,149 @@
+"""The ``infer-shapes`` pass: channels and spatial size of every value, with located errors.
+
+Pre: a verified IRGraph. Post: the same graph with ``shapes`` set for every node; raises
+SmashError listing every op that cannot run on its input (kernel larger than the padded
+map, groups not dividing channels, adds or concats of mismatched shapes, a bank written
+at another resolution, a linear layer on a spatial map, an output that is not classes x 1 x 1).
+"""
+
+from __future__ import annotations
+
+from smashc import arch
+from smashc.diagnostics import Diagnostic, SmashError, error
+from smashc.ir.graph import IRGraph
+from smashc.ir.nodes import Add, BankVersion, Concat, Input, OpNode, Output, Shape, Slice
+from smashc.passes import register
+
+
+def _window(size: int, k: int, s: int, p: int, d: int) -> int:
+    return (size + 2 * p - d * (k - 1) - 1) // s + 1
+
+
+def _spatial(op, x: Shape, kernel, stride, padding, dilation, what: str, errs, span) -> tuple:
+    hw = []
+    for axis, size in enumerate((x.height, x.width)):
+        k, s, p, d = kernel[axis], stride[axis], padding[axis], dilation[axis]
+        n = _window(size, k, s, p, d)
+        if n < 1:
+            extent = d * (k - 1) + 1
+            msg = (
+                f"{what} with kernel {k} and dilation {d} spans {extent} px but the input is "
+                f"{size} px with padding {p}"
+            )
+            errs.append(error("E0401", msg, span))
+            return None
+        hw.append(n)
+    return tuple(hw)
+
+
+def _op_shape(op: arch.Op, x: Shape, errs: list[Diagnostic]) -> Shape | None:
+    match op:
+        case arch.Conv():
+            if x.channels % op.groups or op.out % op.groups:
+                msg = f"conv groups={op.groups} does not divide {x.channels} -> {op.out} channels"
+                errs.append(error("E0203", msg, op.span))
+                return None
+            hw = _spatial(
+                op, x, op.kernel, op.stride, op.padding, op.dilation, "conv", errs, op.span
+            )
+            return None if hw is None else Shape(op.out, *hw)
+        case arch.Pool():
+            if any(2 * p > k for p, k in zip(op.padding, op.kernel, strict=True)):
+                msg = f"{op.kind}pool padding {op.padding} exceeds half its kernel {op.kernel}"
+                errs.append(error("E0401", msg, op.span))
+                return None
+            what = f"{op.kind}pool"
+            hw = _spatial(op, x, op.kernel, op.stride, op.padding, (1, 1), what, errs, op.span)
+            return None if hw is None else Shape(x.channels, *hw)
+        case arch.GlobalAvgPool():
+            return Shape(x.channels, 1, 1)
+        case arch.Linear():
+            if (x.height, x.width) != (1, 1):
+                msg = f"linear needs a 1x1 map (use gap first), but gets {x}"
+                errs.append(error("E0402", msg, op.span))
+                return None
+            return Shape(op.out, 1, 1)
+        case arch.ChannelPad():
+            return Shape(op.out, x.height, x.width)
+        case arch.SmashOp():
+            for pos, conv in enumerate(op.convs):
+                if conv is None:
+                    continue
+                cin = op.conv_in(pos)
+                if cin % conv.groups or op.out % conv.groups:
+                    msg = (
+                        f"smash conv c{pos} groups={conv.groups} does not divide {cin} -> {op.out}"
+                    )
+                    errs.append(error("E0203", msg, conv.span))
+                    return None
+            return Shape(op.out, x.height, x.width)
+    return x  # bn and activations keep the shape
+
+
+def derive_shapes(ir: IRGraph) -> tuple[dict[str, Shape], list[Diagnostic]]:
+    """Shapes of all nodes whose operands have shapes, and the errors found on the way."""
+    shapes: dict[str, Shape] = {}
+    errs: list[Diagnostic] = []
+    block_hw: dict[str, tuple[int, int]] = {}
+    for n in ir.graph:  # a block's input slices give its resolution, even for all-zero banks
+        p = ir.payload(n)
+        if isinstance(p, Slice) and p.layer is None:
+            block_hw.setdefault(p.stage, ir.operands(n)[0])  # type: ignore[arg-type]
+    for n in ir.nodes():
+        p = ir.payload(n)
+        ins = [shapes.get(o) for o in ir.operands(n)]
+        if any(s is None for s in ins):
+            continue
+        shape: Shape | None = None
+        match p:
+            case Input():
+                shape = Shape(p.channels, p.height, p.width)
+            case Output():
+                x = ins[0]
+                if (x.height, x.width) != (1, 1) or x.channels != ir.classes:
+                    msg = f"the network output must be {ir.classes}x1x1, but it is {x}"
+                    errs.append(error("E0402", msg, p.span))
+                shape = x
+            case OpNode():
+                shape = _op_shape(p.op, ins[0], errs)
+            case Slice():
+                x = ins[0]
+                shape = Shape(p.stop - p.start, x.height, x.width)
+            case Concat():
+                sizes = {(s.height, s.width) for s in ins}
+                if len(sizes) > 1:
+                    shown = ", ".join(str(s) for s in ins)
+                    errs.append(error("E0403", f"cannot concatenate maps of sizes {shown}", p.span))
+                else:
+                    shape = Shape(sum(s.channels for s in ins), *sizes.pop())
+            case Add():
+                if len(set(ins)) > 1:
+                    shown = ", ".join(str(s) for s in ins)
+                    errs.append(error("E0404", f"cannot add values of shapes {shown}", p.span))
+                else:
+                    shape = ins[0]
+            case BankVersion():
+                src = block_hw.get(p.stage)
+                hw = (shapes[src].height, shapes[src].width) if src in shapes else None
+                want = Shape(p.width, *hw) if hw else (ins[0] if ins else None)
+                for s in ins:
+                    if want is not None and s != want:
+                        msg = (
+                            f"bank {p.bank} of block '{p.stage}' holds {want} values "
+                            f"but this layer writes {s}"
+                        )
+                        errs.append(error("E0405", msg, p.span))
+                        want = None
+                        break
+                shape = want
+        if shape is not None:
+            shapes[n] = shape
+    return shapes, errs
+
+
+@register("infer-shapes")
+def infer_shapes(ir: IRGraph) -> IRGraph:
+    shapes, errs = derive_shapes(ir)
+    if errs:
+        raise SmashError(errs)
+    return ir.replace(shapes=shapes)

@@ -1,0 +1,169 @@
+"""Normalisation passes: each rewrite keeps the network's function exactly.
+
+remove-zero-reads
+    Pre: shapes inferred. Post: a layer no longer reads a bank that is still all-zero when the
+    read feeds (through zero-preserving activations) a groups=1 conv or a SMASH op; those input
+    channels only ever multiplied zeros. Block outputs are left alone.
+fold-trivial
+    Pre: shapes inferred. Post: no concat or add with one operand, no zero bank version as an
+    operand of a later version (x + 0), no slice covering its whole operand; shapes of the
+    remaining nodes unchanged.
+remove-dead-writes
+    Post: every node is an ancestor of the output (layers whose writes nothing reads are gone;
+    what a block output uses always reaches the output, so it stays).
+canonicalize
+    Post: the operands of every commutative add are ordered by node id.
+cse
+    Post: no two weight-free nodes (activations, pools, gap, chanpad, slice, concat, add) apply
+    the same operation to the same operands. Nodes with weights are never merged: two equal
+    convs on the same input still have their own weights.
+"""
+
+from __future__ import annotations
+
+import networkx as nx
+
+from smashc import arch
+from smashc.ir.graph import IRGraph
+from smashc.ir.nodes import Add, BankVersion, Concat, OpNode, Output, Slice
+from smashc.passes import register
+
+_ZERO_PRESERVING = ("relu", "relu6", "leaky_relu", "identity")
+
+
+def _is_zero(ir: IRGraph, node: str) -> bool:
+    return isinstance(ir.payload(node), BankVersion) and not ir.operands(node)
+
+
+def _reindex(g: nx.DiGraph, node: str, operands: list[str]) -> None:
+    kinds = {src: g.edges[src, node]["kind"] for src, _ in g.in_edges(node) if src in operands}
+    g.remove_edges_from(list(g.in_edges(node)))
+    for i, src in enumerate(operands):
+        g.add_edge(src, node, index=i, kind=kinds.get(src, "data"))
+
+
+def _bypass(g: nx.DiGraph, node: str, replacement: str) -> None:
+    """Points every user of ``node`` at ``replacement`` (same operand index) and drops ``node``.
+
+    Skipped when a user already reads ``replacement``: the graph has no parallel edges, so
+    such a user would lose an operand.
+    """
+    users = [u for _, u in g.out_edges(node)]
+    if any(g.has_edge(replacement, u) for u in users):
+        return
+    for _, user, data in list(g.out_edges(node, data=True)):
+        g.add_edge(replacement, user, **data)
+    g.remove_node(node)
+
+
+def _feeds_linear_input(ir: IRGraph, node: str) -> bool:
+    """Whether zero channels of ``node`` only ever meet an ungrouped conv or a SMASH op."""
+    while True:
+        users = ir.users(node)
+        if len(users) != 1:
+            return False
+        p = ir.payload(users[0])
+        if not isinstance(p, OpNode):
+            return False
+        op = p.op
+        if isinstance(op, arch.SmashOp) or (isinstance(op, arch.Conv) and op.groups == 1):
+            return True
+        if not (isinstance(op, arch.Act) and op.kind in _ZERO_PRESERVING):
+            return False
+        node = users[0]
+
+
+def _drop_shapes(ir: IRGraph, g: nx.DiGraph) -> dict | None:
+    if ir.shapes is None:
+        return None
+    return {n: s for n, s in ir.shapes.items() if n in g}
+
+
+@register("remove-zero-reads")
+def remove_zero_reads(ir: IRGraph) -> IRGraph:
+    g = ir.copy_graph()
+    shapes = dict(ir.shape_map())
+    for n in list(ir.nodes()):
+        p = ir.payload(n)
+        if not isinstance(p, Concat) or p.layer is None:
+            continue
+        ops = ir.operands(n)
+        keep = [o for o in ops if not _is_zero(ir, o)]
+        if len(keep) in (0, len(ops)) or not _feeds_linear_input(ir, n):
+            continue
+        _reindex(g, n, keep)
+        old = shapes[n]
+        shapes[n] = type(old)(sum(ir.shape(o).channels for o in keep), old.height, old.width)
+        node = n  # activations between the concat and the conv shrink with it
+        while not isinstance(ir.payload(ir.users(node)[0]).op, arch.Conv | arch.SmashOp):
+            node = ir.users(node)[0]
+            shapes[node] = shapes[n]
+    return ir.with_graph(g, shapes=shapes)
+
+
+@register("fold-trivial")
+def fold_trivial(ir: IRGraph) -> IRGraph:
+    g = ir.copy_graph()
+    view = ir.with_graph(g)
+    for n in list(ir.nodes()):
+        p = ir.payload(n)
+        ops = view.operands(n)
+        if isinstance(p, Concat | Add) and len(ops) == 1:
+            _bypass(g, n, ops[0])
+        elif isinstance(p, Slice) and p.start == 0 and ir.shape(ops[0]).channels == p.stop:
+            _bypass(g, n, ops[0])
+        elif isinstance(p, BankVersion) and len(ops) == 2 and _is_zero(view, ops[0]):
+            _reindex(g, n, ops[1:])
+    return ir.with_graph(g, shapes=_drop_shapes(ir, g))
+
+
+@register("remove-dead-writes")
+def remove_dead_writes(ir: IRGraph) -> IRGraph:
+    out = next(n for n in ir.graph if isinstance(ir.payload(n), Output))
+    live = nx.ancestors(ir.graph, out) | {out}
+    g = ir.graph.subgraph([n for n in ir.graph if n in live]).copy()
+    return ir.with_graph(g, shapes=_drop_shapes(ir, g))
+
+
+@register("canonicalize")
+def canonicalize(ir: IRGraph) -> IRGraph:
+    g = ir.copy_graph()
+    for n in ir.graph:
+        if isinstance(ir.payload(n), Add):
+            _reindex(g, n, sorted(ir.operands(n)))
+    return ir.with_graph(g)
+
+
+def _weight_free(p) -> bool:
+    if isinstance(p, Slice | Concat | Add):
+        return True
+    if isinstance(p, OpNode):
+        return isinstance(p.op, arch.Act | arch.Pool | arch.GlobalAvgPool | arch.ChannelPad)
+    return False
+
+
+def _cse_key(ir: IRGraph, n: str):
+    p = ir.payload(n)
+    if isinstance(p, OpNode):
+        what = p.op
+    elif isinstance(p, Slice):
+        what = ("slice", p.start, p.stop)
+    else:
+        what = type(p).__name__
+    return (what, tuple(ir.operands(n)))
+
+
+@register("cse")
+def cse(ir: IRGraph) -> IRGraph:
+    g = ir.copy_graph()
+    view = ir.with_graph(g)
+    seen: dict = {}
+    for n in list(ir.nodes()):
+        if not _weight_free(ir.payload(n)):
+            continue
+        key = _cse_key(view, n)
+        if key in seen:
+            _bypass(g, n, seen[key])
+        else:
+            seen[key] = n
+    return ir.with_graph(g, shapes=_drop_shapes(ir, g))
