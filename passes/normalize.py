@@ -22,11 +22,11 @@ cse
 from __future__ import annotations
 
 import networkx as nx
+from smashc.passes import register
 
 from smashc import arch
 from smashc.ir.graph import IRGraph
 from smashc.ir.nodes import Add, BankVersion, Concat, OpNode, Output, Slice
-from smashc.passes import register
 
 _ZERO_PRESERVING = ("relu", "relu6", "leaky_relu", "identity")
 
