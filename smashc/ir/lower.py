@@ -10,24 +10,6 @@ from smashc.frontend.check import seq_channels
 from smashc.ir.graph import IRGraph, StageInfo, add_node
 from smashc.ir.nodes import Add, BankVersion, Concat, Input, OpNode, Output, Slice
 
-_KIND = {
-    arch.Conv: "conv",
-    arch.BatchNorm: "bn",
-    arch.Pool: "pool",
-    arch.GlobalAvgPool: "gap",
-    arch.Linear: "linear",
-    arch.ChannelPad: "chanpad",
-    arch.SmashOp: "smash",
-}
-
-
-def op_kind(op: arch.Op) -> str:
-    if isinstance(op, arch.Act):
-        return op.kind
-    if isinstance(op, arch.Pool):
-        return f"{op.kind}pool"
-    return _KIND[type(op)]
-
 
 class _Lowerer:
     def __init__(self) -> None:
@@ -41,10 +23,10 @@ class _Lowerer:
                     self.ops(path, x, f"{prefix}.{i}sum.p{j}", stage, layer)
                     for j, path in enumerate(op.paths)
                 ]
-                node = f"{prefix}.{i}sum"
+                node = arch.op_name(prefix, i, op)
                 x = add_node(self.g, node, Add(node, stage, layer, op.span), ends)
             else:
-                node = f"{prefix}.{i}{op_kind(op)}"
+                node = arch.op_name(prefix, i, op)
                 x = add_node(self.g, node, OpNode(op, node, stage, layer, op.span), [x])
         return x
 
