@@ -1,3 +1,10 @@
 """smashc: a graph-IR compiler for SMASH one-shot architecture search."""
 
 __version__ = "0.1.0"
+
+
+def load(path):
+    """An exported network package (``smashc compile FILE -o OUTDIR``) as an ``nn.Module``."""
+    from smashc.backends.export import load as _load
+
+    return _load(path)

@@ -102,6 +102,17 @@ def cmd_expand(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export(ir, outdir: str) -> None:
+    from smashc.backends.export import export_package
+    from smashc.backends.fx import class_name, to_fx
+    from smashc.ir import dump
+
+    gm = to_fx(ir)
+    cls = class_name(ir.name)
+    out = export_package(gm, outdir, cls, dump(ir))
+    print(f"wrote {out}/ (from {out.name} import load; model = load())", file=sys.stderr)
+
+
 def cmd_compile(args: argparse.Namespace) -> int:
     from smashc import report
     from smashc.ir import dump
@@ -131,6 +142,8 @@ def cmd_compile(args: argparse.Namespace) -> int:
             sys.stdout.write(dump(result.ir))
         if args.report:
             sys.stdout.write(report.render(result.ir))
+        if args.output is not None:
+            _export(result.ir, args.output)
     except SmashError as exc:
         print(exc.render(), file=sys.stderr)
         return 1
@@ -184,6 +197,12 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--print-ir-after-all", action="store_true", help="dump the IR after each pass")
     k.add_argument("--verify-each", action="store_true", help="run the verifier after each pass")
     k.add_argument("--time-passes", action="store_true", help="print each pass's run time")
+    k.add_argument(
+        "-o",
+        dest="output",
+        metavar="OUTDIR",
+        help="write an importable Python package (torch only)",
+    )
     k.set_defaults(run=cmd_compile)
     return p
 

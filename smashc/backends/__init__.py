@@ -1,0 +1,1 @@
+"""Backends: pure functions of the IR to artefacts (fx GraphModules, c-tensor encodings, diagrams)."""

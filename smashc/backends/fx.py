@@ -1,0 +1,183 @@
+"""torch.fx backend (free weights): an fx.Graph built directly from the IR, no tracing.
+
+Every op owns ordinary parameters (``nn.Conv2d``, ``nn.BatchNorm2d``, ``nn.Linear``); weight-free
+ops are plain function calls. Node and module names are the IR node ids with ``.`` turned
+into ``_``, so ``gm.code`` reads like the .smash source (``stage1_l0_0conv``).
+"""
+
+from __future__ import annotations
+
+import operator
+import re
+
+import torch
+import torch.nn.functional as F  # noqa: N812
+from torch import fx, nn
+
+from smashc import arch
+from smashc.ir.graph import IRGraph
+from smashc.ir.nodes import Add, BankVersion, Concat, Input, OpNode, Output, Slice
+
+
+def py_name(node_id: str) -> str:
+    """A Python identifier for an IR node id (``stage1_l0.0conv`` -> ``stage1_l0_0conv``)."""
+    name = re.sub(r"\W", "_", node_id)
+    return name if not name[0].isdigit() else f"n_{name}"
+
+
+def class_name(net: str) -> str:
+    return "".join(part.capitalize() for part in re.split(r"[^A-Za-z0-9]", net) if part) or "Net"
+
+
+class _Builder:
+    def __init__(self, ir: IRGraph):
+        self.ir = ir
+        self.root = nn.Module()
+        self.graph = fx.Graph()
+        self.flat: set[fx.Node] = set()  # values already flattened to (N, C)
+        self.channels: dict[fx.Node, int] = {}
+        self.x: fx.Node | None = None
+
+    def node(self, op: str, target, args, name: str, kwargs=None) -> fx.Node:
+        return self.graph.create_node(op, target, tuple(args), kwargs or {}, name=name)
+
+    def module(self, name: str, mod: nn.Module, x: fx.Node) -> fx.Node:
+        self.root.add_module(name, mod)
+        return self.node("call_module", name, [x], name)
+
+    def spatial(self, x: fx.Node, name: str) -> fx.Node:
+        """A flattened (N, C) value back as (N, C, 1, 1) for a spatial op."""
+        if x not in self.flat:
+            return x
+        return self.node("call_method", "reshape", [x, (-1, self.channels[x], 1, 1)], name)
+
+    def act(self, kind: str, slope: float, x: fx.Node, name: str) -> fx.Node:
+        if kind == "identity":
+            return x
+        if kind == "leaky_relu":
+            return self.node("call_function", F.leaky_relu, [x, slope], name)
+        return self.node("call_function", {"relu": F.relu, "relu6": F.relu6}[kind], [x], name)
+
+    def smash(self, op: arch.SmashOp, x: fx.Node, name: str, cin: int) -> fx.Node:
+        w1 = nn.Conv2d(cin, op.bottleneck, 1, bias=False)
+        b = self.module(f"{name}_w1x1", w1, x)
+        b = self.node("call_function", F.relu, [b], f"{name}_bottleneck")
+        total = None
+        for first, second in ((0, 1), (2, 3)):
+            if op.convs[first] is None:
+                continue
+            y = b
+            for pos in (first, second):
+                c = op.convs[pos]
+                if c is None:
+                    break
+                y = self.act(c.act, 0.01, y, f"{name}_c{pos}_{c.act}")
+                conv = nn.Conv2d(
+                    op.conv_in(pos),
+                    op.out,
+                    c.kernel,
+                    1,
+                    arch.same_padding(c.kernel, c.dilation),
+                    c.dilation,
+                    c.groups,
+                    bias=False,
+                )
+                y = self.module(f"{name}_c{pos}", conv, y)
+            total = (
+                y
+                if total is None
+                else self.node("call_function", operator.add, [total, y], f"{name}_sum")
+            )
+        assert total is not None
+        return total
+
+    def op(self, p: OpNode, x: fx.Node, cin: int, name: str) -> fx.Node:
+        op = p.op
+        match op:
+            case arch.Conv():
+                conv = nn.Conv2d(
+                    cin, op.out, op.kernel, op.stride, op.padding, op.dilation, op.groups, op.bias
+                )
+                return self.module(name, conv, self.spatial(x, f"{name}_in"))
+            case arch.BatchNorm():
+                bn = nn.BatchNorm2d(cin, op.eps, op.momentum)
+                return self.module(name, bn, self.spatial(x, f"{name}_in"))
+            case arch.Act():
+                y = self.act(op.kind, op.slope, x, name)
+                if x in self.flat:
+                    self.flat.add(y)
+                return y
+            case arch.Pool():
+                fn = F.avg_pool2d if op.kind == "avg" else F.max_pool2d
+                args = [self.spatial(x, f"{name}_in"), op.kernel, op.stride, op.padding]
+                return self.node("call_function", fn, args, name)
+            case arch.GlobalAvgPool():
+                return self.node("call_function", F.adaptive_avg_pool2d, [x, 1], name)
+            case arch.Linear():
+                if x not in self.flat:
+                    x = self.node("call_function", torch.flatten, [x, 1], f"{name}_flat")
+                y = self.module(name, nn.Linear(cin, op.out, op.bias), x)
+                self.flat.add(y)
+                return y
+            case arch.ChannelPad():
+                pad = (0, 0, 0, 0, 0, op.out - cin)
+                return self.node("call_function", F.pad, [self.spatial(x, f"{name}_in"), pad], name)
+            case arch.SmashOp():
+                return self.smash(op, self.spatial(x, f"{name}_in"), name, cin)
+        raise TypeError(f"fx backend cannot emit {op!r}")
+
+    def build(self) -> fx.GraphModule:
+        ir = self.ir
+        env: dict[str, fx.Node] = {}
+        for n in ir.nodes():
+            p = ir.payload(n)
+            ins = [env[o] for o in ir.operands(n)]
+            name = py_name(n)
+            match p:
+                case Input():
+                    v = self.x = self.node("placeholder", "x", [], "x")
+                case Output():
+                    x = ins[0]
+                    if x not in self.flat:
+                        x = self.node("call_function", torch.flatten, [x, 1], "logits")
+                    self.graph.output(x)
+                    continue
+                case OpNode():
+                    cin = ir.shape(ir.operands(n)[0]).channels
+                    v = self.op(p, ins[0], cin, name)
+                case Concat():
+                    v = self.node("call_function", torch.cat, [list(ins), 1], name)
+                case Add() | BankVersion() if len(ins) >= 2:
+                    v = ins[0]
+                    for k, other in enumerate(ins[1:]):
+                        last = k == len(ins) - 2
+                        v = self.node(
+                            "call_function",
+                            operator.add,
+                            [v, other],
+                            name if last else f"{name}_{k}",
+                        )
+                case Add() | BankVersion() if len(ins) == 1:
+                    v = ins[0]
+                case BankVersion():
+                    s = ir.shape(n)
+                    size = self.node("call_method", "size", [self.x, 0], f"{name}_n")
+                    shape = (size, s.channels, s.height, s.width)
+                    v = self.node("call_method", "new_zeros", [self.x, shape], name)
+                case Slice():
+                    index = (slice(None), slice(p.start, p.stop))
+                    v = self.node("call_function", operator.getitem, [ins[0], index], name)
+            env[n] = v
+            self.channels[v] = ir.shape(n).channels
+        self.graph.lint()
+        return fx.GraphModule(self.root, self.graph, class_name=class_name(ir.name))
+
+
+def to_fx(ir: IRGraph) -> fx.GraphModule:
+    """A GraphModule computing ``ir`` with its own freshly initialised parameters.
+
+    Pre: shapes inferred. The module maps (N, C, H, W) inputs to (N, classes) logits.
+    """
+    if ir.shapes is None:
+        raise ValueError("to_fx needs inferred shapes; run the default pipeline first")
+    return _Builder(ir).build()
