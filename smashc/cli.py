@@ -156,6 +156,20 @@ def cmd_compile(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_visualize(args: argparse.Namespace) -> int:
+    from smashc.backends.dot import diagram, write
+    from smashc.pipeline import compile_program
+
+    try:
+        ir = compile_program(load_file(args.file), _overrides(args.define)).ir
+        path = write(diagram(ir, args.view, args.collapse), args.output)
+    except SmashError as exc:
+        print(exc.render(), file=sys.stderr)
+        return 1
+    print(f"wrote {path}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _ArgumentParser(
         prog="smashc", description="Compiler for .smash neural architecture descriptions."
@@ -204,6 +218,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="write an importable Python package (torch only)",
     )
     k.set_defaults(run=cmd_compile)
+
+    v = sub.add_parser("visualize", parents=[define], help="draw the network with graphviz")
+    v.add_argument("file", metavar="FILE")
+    v.add_argument("-o", dest="output", required=True, metavar="OUT.{svg,png,pdf,dot}")
+    v.add_argument(
+        "--view",
+        choices=("banks", "dataflow"),
+        default="banks",
+        help="memory banks as lanes (default) or the IR's dataflow graph",
+    )
+    v.add_argument("--collapse", action="store_true", help="draw each block as one node")
+    v.set_defaults(run=cmd_visualize)
     return p
 
 

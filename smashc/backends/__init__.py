@@ -1,1 +1,1 @@
-"""Backends: pure functions of the IR to artefacts (fx GraphModules, c-tensor encodings, diagrams)."""
+"""Backends: pure functions of the IR to artefacts (fx modules, c-tensor encodings, diagrams)."""
