@@ -171,7 +171,7 @@ def memory_banks(ir: IRGraph, collapse: bool = False) -> graphviz.Digraph:
                     style="filled",
                     fillcolor="#ffffff" if ir.operands(n) else "#dddddd",
                 )
-            for bank, chain in lanes.items():
+            for chain in lanes.values():
                 for a, b in zip(chain, chain[1:], strict=False):
                     c.edge(a, b, color=_LANE, style="dashed", weight="10", arrowhead="none")
             for layer in st.layers:
