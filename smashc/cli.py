@@ -113,6 +113,21 @@ def _export(ir, outdir: str) -> None:
     print(f"wrote {out}/ (from {out.name} import load; model = load())", file=sys.stderr)
 
 
+def _emit_encoding(ir, args: argparse.Namespace) -> None:
+    from smashc.backends import encoding
+
+    if args.output is None or not args.output.endswith((".npy", ".pt")):
+        span = Span("<command line>", 1, 1, 1, 1)
+        msg = "--emit encoding needs -o FILE.npy or -o FILE.pt"
+        raise _UsageError([error("E0102", msg, span)])
+    cfg = encoding.EncodingConfig(
+        input=ir.input, classes=ir.classes, convs_per_op=args.convs_per_op
+    )
+    enc = encoding.encode(ir, cfg)
+    for path in encoding.save(enc, args.output):
+        print(f"wrote {path}", file=sys.stderr)
+
+
 def cmd_compile(args: argparse.Namespace) -> int:
     from smashc import report
     from smashc.ir import dump
@@ -129,6 +144,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
         if args.print_ir_after_all:
             sys.stdout.write(f"// ----- IR after {name} -----\n{dump(ir)}")
 
+    program = None
     try:
         program = load_file(args.file)
         result = compile_program(
@@ -140,12 +156,19 @@ def cmd_compile(args: argparse.Namespace) -> int:
         )
         if args.emit == "ir":
             sys.stdout.write(dump(result.ir))
+        if args.emit == "code":
+            from smashc.backends.fx import to_fx
+
+            sys.stdout.write(to_fx(result.ir).code.lstrip("\n"))
         if args.report:
             sys.stdout.write(report.render(result.ir))
-        if args.output is not None:
+        if args.emit == "encoding":
+            _emit_encoding(result.ir, args)
+        elif args.output is not None:
             _export(result.ir, args.output)
     except SmashError as exc:
-        print(exc.render(), file=sys.stderr)
+        sources = {**(program.sources if program else {}), **exc.sources}
+        print(SmashError(exc.diagnostics, sources).render(), file=sys.stderr)
         return 1
     if args.time_passes:
         total = sum(t for _, t in result.timings)
@@ -205,7 +228,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     k = sub.add_parser("compile", parents=[define], help="compile to the graph IR and run passes")
     k.add_argument("file", metavar="FILE")
-    k.add_argument("--emit", choices=("ir", "none"), default="none", help="what to print")
+    k.add_argument(
+        "--emit",
+        choices=("ir", "code", "encoding", "none"),
+        default="none",
+        help="print the IR or the generated fx code, or write the c encoding to -o",
+    )
+    k.add_argument(
+        "--convs-per-op",
+        type=int,
+        choices=(1, 4),
+        default=1,
+        help="encoding layout: 1 conv per op (paper default) or the variable 4-conv op",
+    )
     k.add_argument("--report", action="store_true", help="print the per-stage report")
     k.add_argument("--passes", metavar="A,B,C", help="passes to run instead of the default")
     k.add_argument("--print-ir-after-all", action="store_true", help="dump the IR after each pass")
@@ -214,8 +249,9 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument(
         "-o",
         dest="output",
-        metavar="OUTDIR",
-        help="write an importable Python package (torch only)",
+        metavar="OUT",
+        help="a directory for an importable Python package (torch only), or with "
+        "--emit encoding a .npy/.pt file (plus a .json sidecar)",
     )
     k.set_defaults(run=cmd_compile)
 
