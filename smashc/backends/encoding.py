@@ -168,7 +168,7 @@ class _Encoder:
                 f"a network laid out as {' '.join(kinds)}: the SMASH space is {' '.join(want)}",
                 span,
             )
-            return
+            self.bag.raise_if_any()  # nothing else lines up with the space's stages
         if ir.input != cfg.input or ir.classes != cfg.classes:
             self.no(
                 f"input {ir.input} with {ir.classes} classes: the search space has "
