@@ -452,3 +452,21 @@ def save(enc: Encoding, path: str | Path) -> list[Path]:
     }
     side.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
     return [path, side]
+
+
+def op_weights(out: torch.Tensor, enc: Encoding) -> list[torch.Tensor]:
+    """Each op's generated 1x1 weight matrix (bottleneck, in_channels) from a HyperNet output.
+
+    ``out`` has shape (1, unit * slice_width, rows, S): position (row r, slice s) holds the
+    unit-out x slice_width-in block for output units ``r*unit..`` and input channels
+    ``s*slice_width..``; channel ``o * slice_width + i`` is entry (o, i) of that block.
+    """
+    cfg = enc.config
+    n, sw = cfg.unit, cfg.slice_width
+    mats = []
+    for slot in enc.slots:
+        h = out[0, :, : slot.rows, slot.first_slice : slot.first_slice + slot.slices]
+        h = h.reshape(n, sw, slot.rows, slot.slices).permute(2, 0, 3, 1)
+        m = h.reshape(slot.rows * n, slot.slices * sw)
+        mats.append(m[: slot.bottleneck, : slot.in_channels])
+    return mats

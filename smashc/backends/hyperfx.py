@@ -1,0 +1,212 @@
+"""torch.fx backend, HyperNet weights: SMASH-space networks run on one shared weight bank.
+
+The generated module's ``forward(x, w)`` takes the HyperNet's 1x1 weights ``w`` (one
+(bottleneck, in) matrix per SMASH op, in encoding order; ``encoding.op_weights`` cuts them
+from the HyperNet output). Each is weight-normalised (divided by its Frobenius norm). All
+other weights are slices of a ``SharedWeights`` bank allocated at the space's maximum
+sizes: per block one conv per grid position (largest kernel stored, smaller kernels are
+centre crops, ``[:out, :in/groups]``), and stem, transition BN/conv and head BN/linear
+sliced to the channels present.
+"""
+
+from __future__ import annotations
+
+import operator
+
+import torch
+import torch.nn.functional as F  # noqa: N812
+from torch import fx, nn
+
+from smashc import arch
+from smashc.backends.encoding import EncodingConfig, encode
+from smashc.backends.fx import class_name, py_name
+from smashc.ir.graph import IRGraph
+from smashc.ir.nodes import Add, BankVersion, Concat, Input, OpNode, Output, Slice
+
+
+class SharedWeights(nn.Module):
+    """The freely learned weights shared by every architecture of one search space."""
+
+    def __init__(self, cfg: EncodingConfig):
+        super().__init__()
+        self.cfg = cfg
+        kmax = max(cfg.kernel_sizes)
+        width = cfg.max_banks * cfg.max_units
+        self.stem = nn.Conv2d(
+            cfg.input[0], cfg.stem_width, cfg.stem_kernel, padding=cfg.stem_kernel // 2, bias=False
+        )
+        self.convs = nn.ParameterDict()
+        for b in range(len(cfg.block_inputs)):
+            for p in range(4 if cfg.convs_per_op == 4 else 1):
+                w = torch.empty(cfg.max_units, cfg.max_bottleneck * cfg.max_units, kmax, kmax)
+                nn.init.kaiming_normal_(w, nonlinearity="relu")
+                self.convs[f"block{b}_c{p}"] = nn.Parameter(w)
+        self.transition_bn = nn.ModuleList(nn.BatchNorm2d(width) for _ in cfg.block_inputs[1:])
+        self.transition_conv = nn.ParameterList(
+            nn.Parameter(nn.init.kaiming_normal_(torch.empty(c, width, 1, 1)))
+            for c in cfg.block_inputs[1:]
+        )
+        self.head_bn = nn.BatchNorm2d(width)
+        self.head = nn.Linear(width, cfg.classes)
+
+
+def centre(kmax: int, k: int) -> slice:
+    start = (kmax - k) // 2
+    return slice(start, start + k)
+
+
+class _HyperBuilder:
+    def __init__(self, ir: IRGraph, shared: SharedWeights):
+        self.ir = ir
+        self.shared = shared
+        self.cfg = shared.cfg
+        self.root = nn.Module()
+        self.root.shared = shared
+        self.graph = fx.Graph()
+        self.count = 0
+
+    def call(self, fn, args, name: str, kwargs=None) -> fx.Node:
+        return self.graph.create_node("call_function", fn, tuple(args), kwargs or {}, name=name)
+
+    def attr(self, target: str, name: str) -> fx.Node:
+        return self.graph.create_node("get_attr", target, (), {}, name=name)
+
+    def sliced(self, target: str, index: tuple, name: str) -> fx.Node:
+        return self.call(operator.getitem, [self.attr(target, f"{name}_bank"), index], name)
+
+    def act(self, kind: str, slope: float, x: fx.Node, name: str) -> fx.Node:
+        if kind == "identity":
+            return x
+        if kind == "leaky_relu":
+            return self.call(F.leaky_relu, [x, slope], name)
+        return self.call({"relu": F.relu, "relu6": F.relu6}[kind], [x], name)
+
+    def bn(self, prefix: str, x: fx.Node, c: int, name: str, eps: float, momentum: float):
+        parts = [
+            self.sliced(f"{prefix}.{field}", (slice(0, c),), f"{name}_{field}")
+            for field in ("running_mean", "running_var", "weight", "bias")
+        ]
+        training = self.attr("training", f"{name}_training")
+        return self.call(F.batch_norm, [x, *parts, training, momentum, eps], name)
+
+    def smash(self, op: arch.SmashOp, x: fx.Node, w: fx.Node, block: int, name: str):
+        cin = self.ir.shape(self.current_operand).channels
+        mat = self.call(operator.getitem, [w, self.slot], f"{name}_w")
+        self.slot += 1
+        norm = self.graph.create_node("call_method", "norm", (mat,), {}, name=f"{name}_wnorm")
+        mat = self.call(operator.truediv, [mat, norm], f"{name}_wn")
+        shape = (op.bottleneck, cin, 1, 1)
+        kern = self.graph.create_node(
+            "call_method", "reshape", (mat, shape), {}, name=f"{name}_w1x1"
+        )
+        b = self.call(F.relu, [self.call(F.conv2d, [x, kern], f"{name}_1x1")], f"{name}_bottleneck")
+        kmax = max(self.cfg.kernel_sizes)
+        total = None
+        for first, second in ((0, 1), (2, 3)):
+            if op.convs[first] is None:
+                continue
+            y = b
+            for pos in (first, second):
+                c = op.convs[pos]
+                if c is None:
+                    break
+                y = self.act(c.act, 0.01, y, f"{name}_c{pos}_{c.act}")
+                index = (
+                    slice(0, op.out),
+                    slice(0, op.conv_in(pos) // c.groups),
+                    centre(kmax, c.kernel[0]),
+                    centre(kmax, c.kernel[1]),
+                )
+                weight = self.sliced(f"shared.convs.block{block}_c{pos}", index, f"{name}_c{pos}_w")
+                pad = arch.same_padding(c.kernel, c.dilation)
+                y = self.call(
+                    F.conv2d, [y, weight, None, 1, pad, c.dilation, c.groups], f"{name}_c{pos}"
+                )
+            total = y if total is None else self.call(operator.add, [total, y], f"{name}_sum")
+        return total
+
+    def op(self, p: OpNode, x: fx.Node, w: fx.Node, name: str) -> fx.Node:
+        op, c = p.op, self.ir.shape(self.current_operand).channels
+        kind = self.ir.stage(p.stage).kind
+        match op:
+            case arch.SmashOp():
+                block = [s.name for s in self.ir.blocks].index(p.stage)
+                return self.smash(op, x, w, block, name)
+            case arch.Conv() if kind == "stem":
+                return self.graph.create_node("call_module", "shared.stem", (x,), {}, name=name)
+            case arch.Conv() if kind == "transition":
+                t = self.transition_index(p.stage)
+                weight = self.sliced(
+                    f"shared.transition_conv.{t}", (slice(None), slice(0, c)), f"{name}_w"
+                )
+                return self.call(F.conv2d, [x, weight], name)
+            case arch.BatchNorm():
+                prefix = (
+                    "shared.head_bn"
+                    if kind == "head"
+                    else (f"shared.transition_bn.{self.transition_index(p.stage)}")
+                )
+                return self.bn(prefix, x, c, name, op.eps, op.momentum)
+            case arch.Linear():
+                flat = self.call(torch.flatten, [x, 1], f"{name}_flat")
+                weight = self.sliced("shared.head.weight", (slice(None), slice(0, c)), f"{name}_w")
+                bias = self.attr("shared.head.bias", f"{name}_b")
+                return self.call(F.linear, [flat, weight, bias], name)
+            case arch.Act():
+                return self.act(op.kind, op.slope, x, name)
+            case arch.Pool(kind="avg"):
+                return self.call(F.avg_pool2d, [x, op.kernel, op.stride, op.padding], name)
+            case arch.GlobalAvgPool():
+                return self.call(F.adaptive_avg_pool2d, [x, 1], name)
+        raise TypeError(f"{op!r} is outside the SMASH space (encode() reports why)")
+
+    def transition_index(self, stage: str) -> int:
+        names = [s.name for s in self.ir.stages if s.kind == "transition"]
+        return names.index(stage)
+
+    def build(self) -> fx.GraphModule:
+        ir = self.ir
+        env: dict[str, fx.Node] = {}
+        x_in = self.graph.create_node("placeholder", "x", (), {}, name="x")
+        w = self.graph.create_node("placeholder", "w", (), {}, name="w")
+        self.slot = 0
+        for n in ir.nodes():
+            p = ir.payload(n)
+            ins = [env[o] for o in ir.operands(n)]
+            name = py_name(n)
+            match p:
+                case Input():
+                    v = x_in
+                case Output():
+                    self.graph.output(ins[0])  # the head's linear already gives (N, classes)
+                    continue
+                case OpNode():
+                    self.current_operand = ir.operands(n)[0]
+                    v = self.op(p, ins[0], w, name)
+                case Concat():
+                    v = self.call(torch.cat, [list(ins), 1], name)
+                case Add() | BankVersion() if len(ins) >= 2:
+                    v = ins[0]
+                    for k, other in enumerate(ins[1:]):
+                        last = k == len(ins) - 2
+                        v = self.call(operator.add, [v, other], name if last else f"{name}_{k}")
+                case Add() | BankVersion() if len(ins) == 1:
+                    v = ins[0]
+                case Slice():
+                    v = self.call(
+                        operator.getitem, [ins[0], (slice(None), slice(p.start, p.stop))], name
+                    )
+                case _:
+                    raise TypeError(f"{p!r} cannot appear in a SMASH-space network")
+            env[n] = v
+        self.graph.lint()
+        return fx.GraphModule(self.root, self.graph, class_name=class_name(ir.name) + "Hyper")
+
+
+def to_fx_hyper(ir: IRGraph, shared: SharedWeights) -> fx.GraphModule:
+    """``forward(x, w)`` of a SMASH-space network on ``shared`` weights and generated ``w``.
+
+    Pre: shapes inferred; ``ir`` encodable with ``shared.cfg`` (checked: SmashError otherwise).
+    """
+    encode(ir, shared.cfg)  # raises a located SmashError for anything outside the space
+    return _HyperBuilder(ir, shared).build()
