@@ -15,8 +15,9 @@ canonicalize
     Post: the operands of every commutative add are ordered by node id.
 cse
     Post: no two weight-free nodes (activations, pools, gap, chanpad, slice, concat, add) apply
-    the same operation to the same operands. Nodes with weights are never merged: two equal
-    convs on the same input still have their own weights.
+    the same operation to the same operands, except the read-concats of layers with weights
+    (kept, so every weighted layer still shows what it reads). Nodes with weights are never
+    merged: two equal convs on the same input still have their own weights.
 """
 
 from __future__ import annotations
@@ -159,8 +160,15 @@ def cse(ir: IRGraph) -> IRGraph:
     view = ir.with_graph(g)
     seen: dict = {}
     for n in list(ir.nodes()):
-        if not _weight_free(ir.payload(n)):
+        p = ir.payload(n)
+        if not _weight_free(p):
             continue
+        if (
+            isinstance(p, Concat)
+            and p.layer is not None
+            and not all(_weight_free(ir.payload(u)) for u in ir.users(n))
+        ):
+            continue  # a weighted layer's reads: merging them would hide which layer reads
         key = _cse_key(view, n)
         if key in seen:
             _bypass(g, n, seen[key])
