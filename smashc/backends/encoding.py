@@ -470,3 +470,47 @@ def op_weights(out: torch.Tensor, enc: Encoding) -> list[torch.Tensor]:
         m = h.reshape(slot.rows * n, slot.slices * sw)
         mats.append(m[: slot.bottleneck, : slot.in_channels])
     return mats
+
+
+def _value(cfg: EncodingConfig, field: str, index: int):
+    """What the ``index``-th channel of ``field`` stands for (a bank, a size, a group count)."""
+    kind = field.split(".")[-1]
+    if kind in ("units", "bank_size"):
+        return (index + 1) * cfg.unit
+    if kind.startswith("dilation"):
+        return index + 1
+    if kind.startswith("kernel"):
+        return cfg.kernel_sizes[index]
+    if kind == "groups":
+        return cfg.groups[index]
+    if kind == "op_start":
+        return "yes"
+    return index
+
+
+def describe(enc: Encoding) -> str:
+    """A readable dump of c: per op, its slices and rows and the +1 entries of each field."""
+    cfg = enc.config
+    f = cfg.fields()
+    c = enc.tensor[0]
+    lines = [
+        f"c: shape {tuple(enc.tensor.shape)} = (batch, {cfg.channels} channels, "
+        f"{cfg.rows} rows of {cfg.unit} bottleneck units, {c.shape[2]} slices of "
+        f"{cfg.slice_width} input channels); -1 everywhere except these +1 entries "
+        "(shown as the values they stand for: banks, channel counts, sizes):"
+    ]
+    for slot in enc.slots:
+        s0, s1 = slot.first_slice, slot.first_slice + slot.slices
+        lines.append(
+            f"  op {slot.node}: slices {s0}..{s1 - 1}, rows 0..{slot.rows - 1} "
+            f"(in {slot.in_channels}, bottleneck {slot.bottleneck})"
+        )
+        for s in range(s0, s1):
+            v = c[:, 0, s]
+            hot = []
+            for name, (start, n) in f.items():
+                on = [_value(cfg, name, i) for i in range(n) if v[start + i] > 0]
+                if on:
+                    hot.append(f"{name}={','.join(map(str, on))}")
+            lines.append(f"    slice {s}: " + " ".join(hot))
+    return "\n".join(lines) + "\n"
