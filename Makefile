@@ -16,12 +16,17 @@ $(BIN)/smashc: pyproject.toml
 
 setup: $(BIN)/smashc  ## create .venv and install smashc with its test tools
 
-demo: setup  ## main job: check, format-check and expand the bundled examples
+demo: setup  ## main job: check, compile, report and draw every bundled example into out/
 	$(BIN)/smashc check examples/*.smash
-	$(BIN)/smashc fmt --check examples/*.smash
-	mkdir -p out
-	for f in examples/*.smash; do $(BIN)/smashc expand $$f > out/$$(basename $$f .smash).expanded.smash || exit 1; done
-	@echo "expanded networks written to out/"
+	@mkdir -p out
+	@fmt=png; command -v dot >/dev/null || { fmt=dot; echo "graphviz not installed: writing .dot files"; }; \
+	for f in examples/*.smash; do \
+		n=$$(basename $$f .smash); \
+		$(BIN)/smashc compile $$f --report -o out/$$n > out/$$n.report.txt || exit 1; \
+		$(BIN)/smashc visualize $$f -o out/$$n.$$fmt >/dev/null || exit 1; \
+		echo "out/$$n: report, diagram, importable package"; \
+	done
+	@cat out/resnet20.report.txt
 
 test: setup  ## run the test suite (slow/gpu/train tests are skipped)
 	$(BIN)/python -m pytest -q

@@ -49,7 +49,7 @@ def _excerpt(span: Span, sources: Mapping[str, str]) -> list[str]:
     text = sources.get(span.file)
     if text is None or span.line < 1:
         return []
-    lines = text.splitlines()
+    lines = text.split("\n")  # Lark counts only \n as a line break
     if span.line > len(lines):
         return []
     line = lines[span.line - 1].expandtabs(1)

@@ -19,8 +19,17 @@ def _groups_ok(bag: DiagnosticBag, what: str, groups: int, cin: int, cout: int, 
     return False
 
 
-def op_channels(op: arch.Op, cin: int, bag: DiagnosticBag) -> int | None:
-    """Output channels of ``op`` on ``cin`` input channels; None, with a diagnostic, if it fails."""
+def op_channels(op: arch.Op, cin: int | None, bag: DiagnosticBag) -> int | None:
+    """Output channels of ``op`` on ``cin`` input channels; None, with a diagnostic, if it fails.
+
+    ``cin`` None means unknown (an earlier error): checks that need it are skipped and ops
+    that set their own width (conv, linear, chanpad, smash) make the channels known again.
+    """
+    if cin is None:
+        if isinstance(op, arch.Conv | arch.Linear | arch.ChannelPad):
+            return op.out
+        if not isinstance(op, arch.SmashOp):
+            return None
     match op:
         case arch.Conv():
             return op.out if _groups_ok(bag, "conv", op.groups, cin, op.out, op) else None
@@ -52,11 +61,9 @@ def op_channels(op: arch.Op, cin: int, bag: DiagnosticBag) -> int | None:
     return cin
 
 
-def seq_channels(ops: tuple[arch.Op, ...], cin: int, bag: DiagnosticBag) -> int | None:
-    """Channels after running ``ops`` in order, or None after the first op that cannot run."""
+def seq_channels(ops: tuple[arch.Op, ...], cin: int | None, bag: DiagnosticBag) -> int | None:
+    """Channels after running ``ops`` in order; None while unknown or after an op that fails."""
     c: int | None = cin
     for op in ops:
         c = op_channels(op, c, bag)
-        if c is None:
-            return None
     return c

@@ -22,6 +22,7 @@ Value = int | float | bool | tuple
 MAX_INT = 2**48
 MAX_ITERATIONS = 100_000
 MAX_BANKS = 4096
+MAX_OPS = 200_000
 
 
 class _Skip(Exception):
@@ -138,6 +139,7 @@ class _BlockState:
         self.layers: list[arch.Layer] = []
         self.output: tuple[int, ...] | None = None
         self.written: set[int] | None = None  # set once the input has been placed
+        self.banks_span: Span | None = None
 
 
 class Expander:
@@ -146,7 +148,12 @@ class Expander:
         self.overrides = dict(overrides or {})
         self.bag = DiagnosticBag()
         self.iterations = 0
+        self.ops_made = 0
         self.names: set[str] = set()
+        for name, m in program.macros.items():
+            if name in OPS:
+                msg = f"'{name}' is a built-in op; a macro cannot take its name"
+                self.bag.error("E0103", msg, m.span)
 
     # --- diagnostics helpers
     def fail(self, code: str, message: str, span: Span, *notes: Note):
@@ -167,7 +174,10 @@ class Expander:
                 return v
             case ast.Name(id):
                 if id in scope.values:
-                    return scope.values[id]
+                    value = scope.values[id]
+                    if value is UNKNOWN:
+                        raise _Skip  # depends on a value whose error is already reported
+                    return value
                 self.fail("E0101", f"unknown name '{id}'" + _suggest(id, scope.values), e.span)
             case ast.Tuple(items):
                 return tuple(self.eval(i, scope) for i in items)
@@ -295,8 +305,11 @@ class Expander:
                 self.fail("E0102", f"{what} needs argument '{p.name}'", call.span)
         return bound
 
-    def bind_params(self, what: str, params: tuple[ast.Param, ...], call, scope: _Scope) -> dict:
-        """Binds a macro's or template's parameters; defaults are evaluated in the callee."""
+    def bind_params(
+        self, what: str, params: tuple[ast.Param, ...], call, scope: _Scope, callee=None
+    ) -> dict:
+        """Binds a macro's or template's parameters; defaults are evaluated in the callee
+        (its builtins ``callee`` plus the parameters bound so far)."""
         spec = tuple(P(p.name, "any", REQUIRED if p.default is None else p.default) for p in params)
         bound = self.bind(what, spec, call)
         values: dict[str, Value] = {}
@@ -305,7 +318,8 @@ class Expander:
                 values[p.name] = self.eval(bound[p.name].value, scope)
             else:
                 assert p.default is not None
-                values[p.name] = self.eval(p.default, _Scope(dict(values), scope.stack))
+                base = dict(callee.values) if callee is not None else {}
+                values[p.name] = self.eval(p.default, _Scope({**base, **values}, scope.stack))
         return values
 
     # --- op construction
@@ -322,7 +336,7 @@ class Expander:
         v = self.eval(a.value, scope)
         label = f"argument '{a.name or '?'}' of {what}"
         if kind == "float":
-            if isinstance(v, int | float) and not isinstance(v, bool):
+            if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v):
                 return float(v)
         elif kind == "bool":
             if isinstance(v, bool):
@@ -422,6 +436,9 @@ class Expander:
                 ops.append(self.build(item, scope))
             elif item.name in self.program.macros:
                 ops.extend(self.macro(item, scope))
+                self.ops_made += len(ops)
+                if self.ops_made > MAX_OPS:
+                    self.fail("E0104", f"macros expand to more than {MAX_OPS} ops", item.span)
             else:
                 known = [*OPS, *self.program.macros]
                 hint = ""
@@ -437,7 +454,7 @@ class Expander:
             chain = " -> ".join(scope.stack[scope.stack.index(call.name) :] + (call.name,))
             self.fail(
                 "E0301",
-                f"template '{call.name}' is recursive: {chain}",
+                f"macro '{call.name}' is recursive: {chain}",
                 call.span,
                 Note("defined here", m.span),
             )
@@ -455,13 +472,17 @@ class Expander:
             for b in range(start, stop):
                 if b >= len(st.banks):
                     n = len(st.banks)
-                    msg = f"bank {b} does not exist; block '{st.name}' has {n} banks (0..{n})"
+                    has = f"{n} bank (0)" if n == 1 else f"{n} banks (0..{n - 1})"
+                    msg = f"bank {b} does not exist; block '{st.name}' has {has}"
                     self.fail("E0201", msg, r.span)
                 out.append((b, r.span))
         return out
 
     def place_input(self, st: _BlockState, span: Span) -> set[int]:
         if st.written is not None:
+            return st.written
+        if st.in_channels is None:  # unknown after an earlier error: assume the best
+            st.written = set(range(len(st.banks)))
             return st.written
         total = 0
         for k, w in enumerate(st.banks):
@@ -475,7 +496,7 @@ class Expander:
             f"(bank widths: {widths})"
         )
         st.written = set(range(len(st.banks)))  # report once, then check the layers anyway
-        self.fail("E0206", msg, span)
+        self.fail("E0206", msg, st.banks_span or span)
         raise AssertionError
 
     def block_stmts(self, body: tuple[ast.Stmt, ...], st: _BlockState, scope: _Scope) -> None:
@@ -492,6 +513,7 @@ class Expander:
             case ast.Banks(groups):
                 if st.layers or st.written is not None:
                     self.fail("E0104", "banks must be declared before the first layer", s.span)
+                st.banks_span = st.banks_span or s.span
                 for g in groups:
                     count = self.int_value(g.count, scope, "a bank count", 1)
                     width = self.int_value(g.width, scope, "a bank width", 1)
@@ -501,8 +523,14 @@ class Expander:
             case ast.Layer():
                 self.layer(s, st, scope)
             case ast.Output(banks):
+                if st.output is not None:
+                    self.fail("E0103", "the block's output is declared twice", s.span)
                 written = self.place_input(st, s.span)
                 idx = self.bank_indices(banks, st, scope)
+                if not idx:
+                    self.fail("E0104", "output lists no banks", s.span)
+                if len({b for b, _ in idx}) != len(idx):
+                    self.fail("E0104", "output lists a bank twice", s.span)
                 for b, span in idx:
                     if b not in written:
                         self.fail("E0202", f"block output bank {b} is never written", span)
@@ -565,10 +593,10 @@ class Expander:
             )
             self.fail("E0205", msg, s.span)
 
-    def block(self, name: str | None, body, span, scope: _Scope, cin: int, template=None):
+    def block(self, name: str | None, body, span, scope: _Scope, cin: int | None, template=None):
         st = _BlockState(self.unique(name or f"block{self.block_count}"), cin, span, template)
         self.block_count += 1
-        self.block_stmts(body, st, scope.child(in_channels=cin))
+        self.block_stmts(body, st, scope.child(in_channels=_known(cin)))
         if not st.banks:
             self.fail("E0104", f"block '{st.name}' declares no banks", span)
         self.place_input(st, span)
@@ -602,7 +630,10 @@ class Expander:
     def network(self, net: ast.Network) -> arch.Network:
         self.block_count = 0
         self.transition_count = 0
+        # channels is None while unknown (an earlier stage failed); later stages are still
+        # expanded for their own errors, with the checks that need channels skipped.
         self.state = {"input": None, "classes": None, "channels": None, "head": None}
+        self.declared: set[str] = set()
         self.stages: list[arch.Stage | arch.Block] = []
         values: dict[str, Value] = {}
         names = {p.name for p in net.params}
@@ -621,20 +652,22 @@ class Expander:
                 else:
                     values[p.name] = self.eval(p.default, _Scope(dict(values)))
             except _Skip:
-                continue
+                values[p.name] = UNKNOWN  # reported once; its uses are skipped quietly
         scope = _Scope(values)
         self.net_stmts(net.body, scope)
         st = self.state
-        if st["input"] is None:
-            self.bag.error("E0104", f"network '{net.name}' has no 'input' declaration", net.span)
-        if st["classes"] is None:
-            self.bag.error("E0104", f"network '{net.name}' has no 'classes' declaration", net.span)
-        if st["head"] is None:
-            self.bag.error("E0104", f"network '{net.name}' has no 'head'", net.span)
-        elif st["classes"] is not None and st["channels"] not in (None, st["classes"]):
-            got, want = st["channels"], st["classes"]
-            msg = f"the head produces {got} outputs but the network has {want} classes"
-            self.bag.error("E0205", msg, st["head"].span)
+        missing = {
+            "input": "'input' declaration",
+            "classes": "'classes' declaration",
+            "head": "'head'",
+        }
+        for what, words in missing.items():
+            if what not in self.declared:
+                self.bag.error("E0104", f"network '{net.name}' has no {words}", net.span)
+        head, classes, channels = st["head"], st["classes"], st["channels"]
+        if head is not None and classes is not None and channels not in (None, classes):
+            msg = f"the head produces {channels} outputs but the network has {classes} classes"
+            self.bag.error("E0205", msg, head.span)
         if self.bag.items:
             raise SmashError(self.bag.items, self.program.sources)
         return arch.Network(net.name, st["input"], st["classes"], tuple(self.stages), net.span)
@@ -644,15 +677,15 @@ class Expander:
             try:
                 self.net_stmt(s, scope)
             except _Skip:
-                continue
+                if isinstance(s, ast.Stage | ast.Block | ast.BlockUse):
+                    self.state["channels"] = None
 
-    def require_input(self, s: ast.Stmt) -> int:
-        if self.state["input"] is None:
+    def require_input(self, s: ast.Stmt) -> int | None:
+        """The stage's input channels (None if unknown); E0104 if no input or after the head."""
+        if "input" not in self.declared:
             self.fail("E0104", "declare the network's 'input' before its first stage", s.span)
-        if self.state["head"] is not None:
+        if "head" in self.declared:
             self.fail("E0104", "nothing may follow the network's head", s.span)
-        if self.state["channels"] is None:
-            raise _Skip  # an earlier stage failed; its error is already reported
         return self.state["channels"]
 
     def net_stmt(self, s: ast.Stmt, scope: _Scope) -> None:
@@ -661,20 +694,23 @@ class Expander:
             case ast.Let(name, value):
                 scope.values[name] = self.eval(value, scope)
             case ast.Input(c, h, w):
-                if st["input"] is not None:
+                if "input" in self.declared:
                     self.fail("E0103", "the network's input is declared twice", s.span)
+                self.declared.add("input")
                 dims = tuple(self.int_value(x, scope, "an input size", 1) for x in (c, h, w))
                 st["input"] = dims
                 st["channels"] = dims[0]
             case ast.Classes(value):
-                if st["classes"] is not None:
+                if "classes" in self.declared:
                     self.fail("E0103", "the network's classes are declared twice", s.span)
+                self.declared.add("classes")
+                scope.values["classes"] = UNKNOWN
                 st["classes"] = self.int_value(value, scope, "classes", 1)
                 scope.values["classes"] = st["classes"]
             case ast.Stage(kind, body):
                 cin = self.require_input(s)
-                st["channels"] = None
-                ops = self.seq(body, scope.child(in_channels=cin))
+                if kind == "head":
+                    self.declared.add("head")
                 if kind == "transition":
                     self.transition_count += 1
                 name = {"transition": f"transition{self.transition_count}"}.get(kind, kind)
@@ -684,6 +720,8 @@ class Expander:
                     self.fail("E0103", f"the network has more than one {kind}", s.span)
                 if kind == "stem" and self.stages:
                     self.fail("E0104", "the stem must be the network's first stage", s.span)
+                st["channels"] = None
+                ops = self.seq(body, scope.child(in_channels=_known(cin)))
                 stage = arch.Stage(kind, self.unique(name), ops, s.span)
                 st["channels"] = seq_channels(ops, cin, self.bag)
                 self.stages.append(stage)
@@ -706,9 +744,12 @@ class Expander:
                     known = self.program.templates
                     msg = f"unknown template '{template}'" + (hint or _suggest(template, known))
                     self.fail("E0101", msg, s.span)
-                values = self.bind_params(f"template '{template}'", t.params, s, scope)
                 # A template sees its parameters and the builtins, not the network's names.
                 builtins = {k: scope.values[k] for k in ("classes",) if k in scope.values}
+                builtins["in_channels"] = _known(cin)
+                values = self.bind_params(
+                    f"template '{template}'", t.params, s, scope, _Scope(dict(builtins))
+                )
                 tscope = _Scope({**builtins, **values}, (template,))
                 blk = self.block(name or template, t.body, s.span, tscope, cin, template)
                 self.stages.append(blk)
@@ -720,6 +761,20 @@ class Expander:
             case _:
                 kind = type(s).__name__.lower()
                 self.fail("E0104", f"'{kind}' can only appear inside a block", s.span)
+
+
+class _Unknown:
+    """A value that could not be computed (its error is already reported)."""
+
+    def __repr__(self) -> str:
+        return "<unknown>"
+
+
+UNKNOWN = _Unknown()
+
+
+def _known(v: int | None) -> Value | _Unknown:
+    return UNKNOWN if v is None else v
 
 
 def expand(program: Program, overrides: Mapping[str, int] | None = None) -> arch.Network:

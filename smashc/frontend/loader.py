@@ -36,8 +36,16 @@ def _decode(data: bytes, file: str) -> str:
         col = exc.start - (before.rfind(b"\n") + 1) + 1
         text = data.decode("utf-8", errors="replace")
         span = Span(file, line, col, line, col + 1)
-        msg = f"file is not valid UTF-8 (byte 0x{data[exc.start]:02x} cannot start a character)"
+        msg = f"file is not valid UTF-8: {exc.reason} in the bytes from 0x{data[exc.start]:02x} on"
         raise SmashError([error("E0304", msg, span)], {file: text}) from None
+
+
+def _display(path: Path) -> str:
+    """``path`` relative to the working directory when it lies below it (shorter messages)."""
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
 
 
 def read_source(path: str | Path) -> tuple[str, str]:
@@ -85,9 +93,9 @@ class _Loader:
     def _define(self, item: ast.Macro | ast.Template) -> None:
         prev = self.macros.get(item.name) or self.templates.get(item.name)
         if prev is not None:
-            what = "template" if isinstance(item, ast.Template) else "macro"
-            note = Note("first defined here", prev.span)
-            self.bag.error("E0103", f"{what} '{item.name}' is defined twice", item.span, note)
+            was = "template" if isinstance(prev, ast.Template) else "macro"
+            note = Note(f"first defined here (as a {was})", prev.span)
+            self.bag.error("E0103", f"'{item.name}' is defined twice", item.span, note)
             return
         table = self.templates if isinstance(item, ast.Template) else self.macros
         table[item.name] = item  # type: ignore[assignment]
@@ -113,7 +121,7 @@ class _Loader:
             return
         if path is not None:
             try:
-                name, text = read_source(path)
+                name, text = read_source(_display(path))
             except SmashError as exc:
                 for d in exc.diagnostics:
                     self.bag.add(d)

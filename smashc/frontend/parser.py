@@ -7,7 +7,13 @@ from importlib import resources
 
 import lark
 from lark import Lark, Token, Transformer, v_args
-from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
+from lark.exceptions import (
+    UnexpectedCharacters,
+    UnexpectedEOF,
+    UnexpectedInput,
+    UnexpectedToken,
+    VisitError,
+)
 
 from smashc.diagnostics import SmashError, Span, error
 from smashc.frontend import ast
@@ -43,6 +49,13 @@ _EXAMPLES: dict[str, list[str]] = {
     ],
     "ops in a sequence are joined with '->'": [
         "network n { stem { bn relu } }",
+        "network n { stem { conv(out=1) bn } }",
+        "network n { stem { conv(out=1) -> bn relu } }",
+        "network n { stem { bn -> conv(out=1) bn } }",
+        "network n { block { layer read 0 write 0 = conv(out=1) bn } }",
+        "network n { block { layer read 0 write 0 = bn -> relu conv(out=1) } }",
+        "def m = bn -> relu conv",
+        "def m = conv(out=1) bn",
         "network n { head { bn relu } }",
         "network n { transition { bn relu } }",
         "network n { block { layer read 0 write 0 = bn relu } }",
@@ -162,6 +175,9 @@ class _ToAst(Transformer):
 
     # --- expressions
     def int(self, meta, c):
+        if len(c[0]) > 4000:  # Python refuses to convert longer digit strings
+            msg = f"integer literal with {len(c[0])} digits is too large"
+            raise SmashError([error("E0104", msg, self.span(meta))])
         return ast.Int(int(c[0]), self.span(meta))
 
     def float(self, meta, c):
@@ -322,6 +338,51 @@ class _ToAst(Transformer):
         return ast.Module(tuple(c), self.span(meta))
 
 
+@functools.cache
+def _catalogue() -> dict[tuple, str]:
+    """(top LALR states, token type) at which each catalogue snippet fails -> its message.
+
+    Keyed by the top two and three states of the stack, not the whole stack (which is what
+    Lark's match_examples compares), so a mistake is recognised at any nesting depth while
+    different contexts that share a state (an integer after 'classes' or after 'read')
+    stay apart.
+    """
+    table: dict[tuple, str] = {}
+    for message, snippets in _EXAMPLES.items():
+        for snippet in snippets:
+            try:
+                _lark().parse(snippet)
+            except UnexpectedToken as exc:
+                for depth in (3, 2):
+                    key = (tuple(exc.state.state_stack[-depth:]), exc.token.type)
+                    table.setdefault(key, message)
+            except UnexpectedInput:
+                continue
+    return table
+
+
+def _friendly(exc: UnexpectedToken) -> str | None:
+    if exc.state is None:
+        return None
+    table = _catalogue()
+    for depth in (3, 2):
+        found = table.get((tuple(exc.state.state_stack[-depth:]), exc.token.type))
+        if found:
+            return found
+    return None
+
+
+def _accepted(exc: UnexpectedInput) -> set[str]:
+    """What the parser would really accept here (Lark's ``expected`` over-approximates)."""
+    parser = getattr(exc, "interactive_parser", None)
+    if parser is not None:
+        try:
+            return set(parser.accepts())
+        except Exception:  # noqa: BLE001 - fall back to Lark's own estimate
+            pass
+    return set(getattr(exc, "expected", ()) or ())
+
+
 def _describe_expected(expected: set[str]) -> str:
     lark_parser = _lark()
     words = []
@@ -338,9 +399,11 @@ def _describe_expected(expected: set[str]) -> str:
             words.append(f"'{pattern.value}'")
         else:
             words.append(name.lower())
-    words = sorted(set(words))
-    if len(words) > 8:
-        words = words[:8] + ["..."]
+    # closing brackets and arrows first: they are what a person most often forgot
+    first = ["'}'", "')'", "'->'", "'='", "','"]
+    words = sorted(set(words), key=lambda w: (first.index(w) if w in first else len(first), w))
+    if len(words) > 10:
+        words = words[:10] + ["..."]
     return ", ".join(words)
 
 
@@ -361,21 +424,21 @@ def _syntax_error(exc: UnexpectedInput, text: str, file: str) -> SmashError:
     if isinstance(exc, UnexpectedEOF):
         lines = text.splitlines() or [""]
         span = Span(file, len(lines), len(lines[-1]) + 1, len(lines), len(lines[-1]) + 2)
-        msg = f"unexpected end of file; expected {_describe_expected(set(exc.expected))}"
+        msg = f"unexpected end of file; expected {_describe_expected(_accepted(exc))}"
         return SmashError([error("E0003", msg, span)], {file: text})
     assert isinstance(exc, UnexpectedToken)
     tok = exc.token
     if tok.type == "$END":
         lines = text.splitlines() or [""]
         span = Span(file, len(lines), len(lines[-1]) + 1, len(lines), len(lines[-1]) + 2)
-        msg = f"unexpected end of file; expected {_describe_expected(set(exc.expected))}"
+        msg = f"unexpected end of file; expected {_describe_expected(_accepted(exc))}"
         return SmashError([error("E0003", msg, span)], {file: text})
     span = Span(file, line, column, tok.end_line or line, tok.end_column or column + 1)
-    friendly = exc.match_examples(_lark().parse, _EXAMPLES, use_accepts=True)
+    friendly = _friendly(exc)
     if friendly:
         msg = f"{friendly}; found {_found(tok)}"
     else:
-        msg = f"unexpected {_found(tok)}; expected {_describe_expected(set(exc.expected))}"
+        msg = f"unexpected {_found(tok)}; expected {_describe_expected(_accepted(exc))}"
     return SmashError([error("E0001", msg, span)], {file: text})
 
 
@@ -384,9 +447,18 @@ def parse(text: str, file: str = "<string>") -> ast.Module:
     comments: list[Token] = []
     try:
         tree = _parse_collecting(text, comments)
+        module = _ToAst(file).transform(tree)
     except UnexpectedInput as exc:
         raise _syntax_error(exc, text, file) from None
-    module = _ToAst(file).transform(tree)
+    except VisitError as exc:
+        if isinstance(exc.orig_exc, SmashError):
+            raise SmashError(exc.orig_exc.diagnostics, {file: text}) from None
+        raise
+    except RecursionError:
+        span = Span(file, 1, 1, 1, 2)
+        raise SmashError(
+            [error("E0001", "expressions nest too deeply", span)], {file: text}
+        ) from None
     kept = tuple(
         ast.Comment(str(c).rstrip(), Span(file, c.line, c.column, c.end_line, c.end_column))
         for c in comments

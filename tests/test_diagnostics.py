@@ -1,0 +1,250 @@
+"""Golden tests of the diagnostics: one bad .smash file per error, compared with exact stderr.
+
+Each ``tests/diagnostics/NAME.smash`` sits next to ``NAME.expected``, the exact stderr of
+``smashc check tests/diagnostics/NAME.smash`` run from the repository root. Refresh the
+goldens (after checking the new output by eye) with::
+
+    SMASHC_UPDATE_GOLDENS=1 .venv/bin/python -m pytest tests/test_diagnostics.py
+
+The only normalisation: diagnostics inside *imported* files carry the imported file's
+absolute path, so the repository root in those paths is written as ``<ROOT>``.
+
+The tests at the end pin down diagnostic bugs found and fixed earlier.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from support import ROOT, check_golden
+
+from smashc.cli import main
+from smashc.diagnostics import SmashError
+from smashc.frontend.expand import expand
+from smashc.frontend.loader import load_text
+from smashc.frontend.parser import parse
+
+DIAG = ROOT / "tests" / "diagnostics"
+CASES = sorted(DIAG.glob("*.smash"))
+
+# The diagnostics each bad file must produce, in order (independent of the goldens, so that a
+# careless golden refresh cannot silently accept a different error).
+EXPECTED_CODES: dict[str, list[str]] = {
+    "bank_does_not_exist": ["E0201"],
+    "bank_never_written": ["E0202"],
+    "duplicate_definition": ["E0103", "E0103"],
+    "even_kernel": ["E0204"],
+    "groups_conv": ["E0203"],
+    "groups_smash": ["E0203"],
+    "head_classes": ["E0205"],
+    "import_cycle": ["E0302"],
+    "import_missing": ["E0303", "E0303"],
+    "input_not_whole_banks": ["E0206"],
+    "missing_argument": ["E0102"],
+    "mutual_recursion": ["E0301"],
+    "nonpositive_kernel": ["E0204", "E0204"],
+    "positional_after_keyword": ["E0102"],
+    "recursive_macro": ["E0301"],
+    "several_errors": ["E0101", "E0201", "E0204", "E0101", "E0205", "E0205"],
+    "sum_widths": ["E0205"],
+    "syntax_missing_arrow": ["E0001"],
+    "template_missing_argument": ["E0102"],
+    "template_too_many_args": ["E0102"],
+    "too_many_args": ["E0102", "E0102"],
+    "two_networks": ["E0103"],
+    "unexpected_character": ["E0002"],
+    "unexpected_eof": ["E0003"],
+    "unknown_keyword": ["E0102"],
+    "unknown_name": ["E0101"],
+    "unknown_op": ["E0101"],
+    "unknown_template": ["E0101"],
+    "value_too_large": ["E0104", "E0104"],
+    "write_not_multiple": ["E0205"],
+    "write_too_many_chunks": ["E0205"],
+    "write_widths_differ": ["E0205"],
+}
+
+
+def _normalise(text: str) -> str:
+    return text.replace(str(ROOT) + os.sep, "<ROOT>/")
+
+
+def _check(path: str, capsys) -> str:
+    rc = main(["check", path])
+    out, err = capsys.readouterr()
+    assert rc == 1, f"smashc check {path} exited {rc}; stdout:\n{out}"
+    assert out == ""
+    return err
+
+
+def _codes(err: str) -> list[str]:
+    return [
+        line.split("error[", 1)[1].split("]", 1)[0]
+        for line in err.splitlines()
+        if ": error[" in line and not line.startswith(" ")
+    ]
+
+
+def test_every_case_has_expected_codes():
+    assert {p.stem for p in CASES} == set(EXPECTED_CODES)
+
+
+def test_no_orphan_goldens():
+    sources = {p.stem for p in CASES} | {"not_utf8"}  # not_utf8.smash is written by its test
+    orphans = [p.name for p in DIAG.glob("*.expected") if p.stem not in sources]
+    assert orphans == []
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda p: p.stem)
+def test_diagnostic_golden(case, capsys, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    err = _check(case.relative_to(ROOT).as_posix(), capsys)
+    check_golden(case.with_suffix(".expected"), _normalise(err))
+    assert _codes(err) == EXPECTED_CODES[case.stem]
+
+
+def test_headlines_point_into_files(capsys, monkeypatch):
+    """Every headline is ``file:line:col: error[CODE]: message`` with a real location."""
+    monkeypatch.chdir(ROOT)
+    for case in CASES:
+        err = _check(case.relative_to(ROOT).as_posix(), capsys)
+        for line in err.splitlines():
+            if ": error[" not in line or line.startswith(" "):
+                continue
+            where = line.split(": error[", 1)[0]
+            file, lineno, col = where.rsplit(":", 2)
+            assert file.endswith(".smash"), line
+            assert int(lineno) >= 1 and int(col) >= 1, line
+
+
+def test_not_utf8(tmp_path, capsys, monkeypatch):
+    """A latin-1 byte (0xe9) in a comment. The file is written here so that no binary file
+    needs committing; it lives at the same relative path as the other cases."""
+    bad = tmp_path / "tests" / "diagnostics" / "not_utf8.smash"
+    bad.parent.mkdir(parents=True)
+    bad.write_bytes(
+        b"# A comment written in latin-1: caf\xe9\n"
+        b"network latin1 {\n"
+        b"    input 3 x 32 x 32\n"
+        b"    classes 10\n"
+        b"    head { gap -> linear(out=10) }\n"
+        b"}\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    err = _check("tests/diagnostics/not_utf8.smash", capsys)
+    check_golden(DIAG / "not_utf8.expected", err)
+    assert _codes(err) == ["E0304"]
+
+
+def test_missing_file(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    err = _check("nowhere.smash", capsys)
+    assert err.startswith("nowhere.smash:1:1: error[E0305]: cannot read file: ")
+
+
+def test_several_files_report_each(capsys, monkeypatch):
+    """``smashc check`` goes on after a failing file and exits 1."""
+    monkeypatch.chdir(ROOT)
+    files = ["tests/diagnostics/unknown_op.smash", "tests/diagnostics/even_kernel.smash"]
+    rc = main(["check", *files])
+    out, err = capsys.readouterr()
+    assert rc == 1
+    assert _codes(err) == ["E0101", "E0204"]
+
+
+def test_bad_define_is_a_usage_error(capsys, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    rc = main(["check", "-D", "width", "tests/diagnostics/unknown_op.smash"])
+    _, err = capsys.readouterr()
+    assert rc == 1
+    assert "error[E0102]: -D expects NAME=INTEGER, got 'width'" in err
+
+
+# --- known bugs --------------------------------------------------------------------------------
+
+_NET = """\
+network n {{
+    input 3 x 32 x 32
+    classes 10
+{body}
+    head {{ gap -> linear(out=10) }}
+}}
+"""
+
+
+def _diagnostics(text: str, file: str = "t.smash"):
+    try:
+        program = load_text(text, file)
+        if program.network is not None:
+            expand(program)
+    except SmashError as exc:
+        return exc.diagnostics
+    return ()
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "    stem { conv(out=16) -> rleu }",
+        "    stem { conv(out=16, kernel=2) }",
+        "    block = nothing(1)",
+    ],
+)
+def test_no_spurious_missing_head_after_failed_stage(body):
+    messages = [d.message for d in _diagnostics(_NET.format(body=body))]
+    assert len(messages) == 1, messages
+
+
+def test_errors_in_later_stages_are_reported_too():
+    body = (
+        "    stem { conv(out=16) -> rleu }\n"
+        "    block {\n"
+        "        banks 1 x 16\n"
+        "        layer read 0 write 0 = conv(out=16, kernel=4)\n"
+        "    }"
+    )
+    codes = [d.code for d in _diagnostics(_NET.format(body=body))]
+    assert codes == ["E0101", "E0204"]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "    stem { conv(out=16) -> bn relu }",
+        "    stem { conv(out=16) bn -> relu }",
+        "    block {\n        banks 1 x 16\n        layer read 0 write 0 = bn relu\n    }",
+    ],
+)
+def test_missing_arrow_after_other_statements(body):
+    with pytest.raises(SmashError) as info:
+        parse(_NET.format(body=body))
+    assert info.value.diagnostics[0].message.startswith("ops in a sequence are joined with '->'")
+
+
+def test_expected_list_names_only_acceptable_tokens():
+    with pytest.raises(SmashError) as info:
+        parse("network n { stem { conv(out=16) bn } }")
+    message = info.value.diagnostics[0].message
+    assert "')'" not in message and "'%'" not in message
+
+
+def test_recursive_macro_is_called_a_macro():
+    text = "def loop(w) = conv(out=w) -> loop(w)\n" + _NET.format(
+        body="    stem { conv(out=16) }\n"
+        "    block {\n        banks 1 x 16\n        layer read 0 write 0 = loop(16)\n    }"
+    )
+    (diag,) = _diagnostics(text)
+    assert diag.code == "E0301"
+    assert "template" not in diag.message
+
+
+@pytest.mark.parametrize("sep", ["\u2028", "\f", "\x1c"])
+def test_excerpt_shows_the_reported_line(sep):
+    text = f"# odd{sep}comment\n" + _NET.format(body="    stem { conv(out=16) -> rleu }")
+    with pytest.raises(SmashError) as info:
+        expand(load_text(text, "t.smash"))
+    diag = info.value.diagnostics[0]
+    assert diag.span.line == 5
+    rendered = info.value.render().splitlines()
+    assert rendered[2] == "5 |     stem { conv(out=16) -> rleu }"

@@ -1,0 +1,316 @@
+"""Fuzzing the front end: mutated and random inputs must fail only with located SmashErrors.
+
+Seeds are the bundled examples, the snippets in tests/snippets, the standard library and
+a few small programs. Each input gets one to three mutations (character spans and tokens
+deleted, duplicated, swapped or replaced; keywords, punctuation, digits and huge numbers
+inserted; now and then invalid UTF-8 bytes, read through ``load_file``). Everything is
+driven by ``random.Random(0)``, so a failure reproduces exactly.
+
+A network that the front end accepts must also survive the flatten round trip
+(``expand(load_text(print(to_module(net)))) == net``).
+
+Crashes with a known cause are tolerated here (and counted) but each is pinned by a strict
+xfail test at the end of this file; remove its ``KNOWN_CRASHES`` entry once it is fixed.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+import time
+import traceback
+from importlib import resources
+from pathlib import Path
+
+import pytest
+from support import TESTS, example_files
+
+from smashc.diagnostics import SmashError
+from smashc.frontend import flatten, printer
+from smashc.frontend.expand import expand
+from smashc.frontend.loader import load_file, load_text
+from smashc.frontend.parser import parse
+
+N_INPUTS = 2400  # about 15 s on a laptop-class CPU
+
+KEYWORDS = (
+    "import network template def input classes let stem transition head block banks layer "
+    "read write overwrite output repeat in if else sum x and or not true false "
+    "conv bn relu relu6 identity leaky_relu avgpool maxpool gap linear chanpad smash "
+    "in_channels std min max out kernel groups act"
+).split()
+PUNCT = [
+    "{", "}", "(", ")", ",", "=", "->", "..", "|", "#", '"', "+", "-", "*", "/", "%", "**",
+    "<", "<=", ">", ">=", "==", "!=", ".", ";", "@", "$", "\t", "\n", "\r\n", "\\", "'",
+    "\u00e9", "\u2028", "\x00", "\ufeff", " ",
+]  # fmt: skip
+NUMBERS = [
+    "0", "1", "-1", "2", "3", "7", "16", "4096", "100001", "9**9**9", "10**400", "2 ** 64",
+    "-(2 ** 48)", "99999999999999999999999999999", "1e999", "0.0", "1.5e-7", "(1, 2)",
+    "(1,)", "(0, -1)", "(3, 5, 7)", "0..0", "5..2",
+]  # fmt: skip
+
+SEEDS = [
+    "network n { input 3 x 8 x 8 classes 10 head { gap -> linear(out=10) } }",
+    "def u(w, k=3) = bn -> relu -> conv(out=w, kernel=k)\n"
+    "network n(w=8) {\n input 3 x 8 x 8\n classes 4\n stem { conv(out=w) }\n"
+    " block b {\n  banks 1 x w, 2 x 4\n  layer read 0 write 1, 2 = u(w)\n"
+    "  layer read 0..3 overwrite 0 = sum { u(w) | identity -> conv(out=w, kernel=1) }\n"
+    "  output 0, 1..3\n }\n head { gap -> linear(out=classes) }\n}\n",
+    "import std\nnetwork n {\n input 3 x 8 x 8\n classes 10\n stem { conv(out=16) }\n"
+    " block = dense_block(2, 4)\n transition { conv(out=8, kernel=1) -> avgpool }\n"
+    " block = fractal_block(2, 8)\n head { gap -> linear(out=10) }\n}\n",
+    "template t(n, w=2) {\n banks 1 x in_channels, n x w\n repeat i in 0..n {\n"
+    "  if i % 2 == 0 { layer read 0..i + 1 write i + 1 = conv(out=w) } else {\n"
+    "   layer read 0 write i + 1 = smash(out=w, c0=conv(kernel=5, groups=1, act=relu6)) }\n"
+    " }\n}\nnetwork n {\n input 2 x 4 x 4\n classes 3\n let k = max(1, 2) ** 2 - 1\n"
+    " block = t(3)\n head { gap -> linear(out=3) }\n}\n",
+    "network n(a=1, b=2.5, c=true) {\n let t = (a, -a)\n let u = not c or a < 2 and b >= 1\n"
+    " input 1 x 1 x 1\n classes 1\n repeat 3 { }\n if u { } else { }\n"
+    " head { linear(out=1, bias=false) }\n}\n",
+]
+
+TOKEN_RE = re.compile(r"\s+|\w+|->|\.\.|\*\*|[<>=!]=|.", re.S)
+
+
+def _seed_texts() -> list[tuple[str, str]]:
+    seeds = [(p.name, p.read_text(encoding="utf-8")) for p in example_files()]
+    seeds += [
+        (p.name, p.read_text(encoding="utf-8")) for p in sorted(TESTS.glob("snippets/*.smash"))
+    ]
+    std = resources.files("smashc.stdlib").joinpath("std.smash").read_text(encoding="utf-8")
+    seeds.append(("std.smash", std))
+    seeds += [(f"seed{i}", s) for i, s in enumerate(SEEDS)]
+    return seeds
+
+
+def _insertion(rng: random.Random) -> str:
+    pool = rng.choice((KEYWORDS, PUNCT, NUMBERS, None))
+    if pool is None:
+        return str(rng.randrange(10 ** rng.randint(1, 4)))
+    text = rng.choice(pool)
+    return rng.choice(("", " ")) + text + rng.choice(("", " "))
+
+
+def _span(rng: random.Random, n: int) -> tuple[int, int]:
+    i = rng.randrange(n + 1)
+    return i, min(n, i + rng.randint(1, 20))
+
+
+def _mutate_chars(text: str, rng: random.Random) -> str:
+    n = len(text)
+    op = rng.randrange(4)
+    if op == 0:  # delete a span
+        i, j = _span(rng, n)
+        return text[:i] + text[j:]
+    if op == 1:  # duplicate a span
+        i, j = _span(rng, n)
+        return text[:j] + text[i:j] + text[j:]
+    if op == 2:  # swap two spans
+        a, b = sorted((_span(rng, n), _span(rng, n)))
+        if a[1] > b[0]:
+            return text
+        return (
+            text[: a[0]] + text[b[0] : b[1]] + text[a[1] : b[0]] + text[a[0] : a[1]] + text[b[1] :]
+        )
+    i = rng.randrange(n + 1)  # insert something
+    return text[:i] + _insertion(rng) + text[i:]
+
+
+def _mutate_tokens(text: str, rng: random.Random) -> str:
+    toks = TOKEN_RE.findall(text)
+    if not toks:
+        return _insertion(rng)
+    i = rng.randrange(len(toks))
+    op = rng.randrange(4)
+    if op == 0:
+        del toks[i]
+    elif op == 1:
+        toks.insert(i, toks[i])
+    elif op == 2:
+        j = rng.randrange(len(toks))
+        toks[i], toks[j] = toks[j], toks[i]
+    else:
+        toks[i] = _insertion(rng)
+    return "".join(toks)
+
+
+def _random_soup(rng: random.Random) -> str:
+    return " ".join(_insertion(rng) for _ in range(rng.randint(1, 40)))
+
+
+def _mutate(text: str, rng: random.Random) -> str:
+    for _ in range(rng.randint(1, 3)):
+        text = (_mutate_chars if rng.random() < 0.5 else _mutate_tokens)(text, rng)
+    return text
+
+
+def _bad_bytes(text: str, rng: random.Random) -> bytes:
+    data = bytearray(text.encode("utf-8"))
+    for _ in range(rng.randint(1, 3)):
+        junk = rng.choice(
+            [
+                bytes([rng.randrange(0x80, 0x100)]),
+                b"\xff\xfe",
+                b"\xed\xa0\x80",
+                b"\xc3",
+                b"\xe9t\xe9",
+            ]
+        )
+        i = rng.randrange(len(data) + 1)
+        data[i:i] = junk
+    return bytes(data)
+
+
+def _check_error(exc: SmashError) -> None:
+    assert exc.diagnostics, "SmashError without diagnostics"
+    for d in exc.diagnostics:
+        assert d.span.file and d.span.file != "<unknown>", d
+        assert d.span.line >= 1 and d.span.column >= 1, d
+        for note in d.notes:
+            if note.span is not None:
+                assert note.span.line >= 1 and note.span.column >= 1, d
+    exc.render()
+
+
+def _flatten_roundtrip(net) -> None:
+    text = printer.module(flatten.to_module(net))
+    again = expand(load_text(text, "flat.smash"))
+    assert again == net, text
+
+
+# Crash signatures with a known cause (none open): add one with a strict xfail test below
+# when fuzzing finds a bug that cannot be fixed at once.
+KNOWN_CRASHES: dict = {}
+
+
+def _classify(exc: BaseException, tb: str) -> str | None:
+    for name, match in KNOWN_CRASHES.items():
+        if match(exc, tb):
+            return name
+    return None
+
+
+def _inputs(tmp: Path):
+    rng = random.Random(0)
+    seeds = _seed_texts()
+    for k in range(N_INPUTS):
+        roll = rng.random()
+        if roll < 0.05:
+            yield k, _random_soup(rng), None
+            continue
+        name, seed = rng.choice(seeds)
+        text = _mutate(seed, rng)
+        if roll < 0.15:
+            path = tmp / f"case{k}.smash"
+            path.write_bytes(_bad_bytes(text, rng))
+            yield k, text, path
+        else:
+            yield k, text, None
+
+
+def test_fuzz_front_end(tmp_path):
+    unknown: list[str] = []
+    known: dict[str, int] = {}
+    outcomes = {"ok": 0, "error": 0}
+    start = time.perf_counter()
+    slowest = (0.0, -1)
+    for k, text, path in _inputs(tmp_path):
+        t0 = time.perf_counter()
+        try:
+            try:
+                program = load_file(path) if path else load_text(text, "fuzz.smash", tmp_path)
+                if program.network is not None:
+                    net = expand(program)
+                    outcomes["ok"] += 1
+                    _flatten_roundtrip(net)
+            except SmashError as exc:
+                outcomes["error"] += 1
+                _check_error(exc)
+        except Exception as exc:  # noqa: BLE001 - anything else is a front-end bug
+            tb = traceback.format_exc()
+            kind = _classify(exc, tb)
+            if kind is not None:
+                known[kind] = known.get(kind, 0) + 1
+            else:
+                unknown.append(f"--- input #{k} ({'file' if path else 'text'}):\n{text!r}\n{tb}")
+        slowest = max(slowest, (time.perf_counter() - t0, k))
+    elapsed = time.perf_counter() - start
+    print(f"fuzz: {N_INPUTS} inputs in {elapsed:.1f}s, {outcomes}, known crashes {known}, "
+          f"slowest #{slowest[1]} {slowest[0]:.2f}s")  # fmt: skip
+    assert not unknown, f"{len(unknown)} unexpected crashes; first ones:\n" + "\n".join(unknown[:3])
+    assert outcomes["error"] > N_INPUTS // 4 and outcomes["ok"] > 50  # the mutations do bite
+
+
+def test_fuzz_inputs_are_reproducible(tmp_path):
+    first = [case[1] for case, _ in zip(_inputs(tmp_path), range(50), strict=False)]
+    again = [case[1] for case, _ in zip(_inputs(tmp_path), range(50), strict=False)]
+    assert first == again
+
+
+# --- crashes fuzzing found once, kept as regression tests -------------------------------------
+
+
+def _front_end(text: str) -> None:
+    program = load_text(text, "t.smash")
+    if program.network is not None:
+        expand(program)
+
+
+def _only_smash_errors(text: str) -> None:
+    try:
+        _front_end(text)
+    except SmashError as exc:
+        _check_error(exc)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "network n {\n    classes 10 10\n}\n",
+        "def m = bn -> relu conv\n",
+        "network n {\n    input 3 x 32 x 32\n    classes 10\n    block { banks 4 16 }\n}\n",
+    ],
+)
+def test_syntax_error_does_not_crash(text):
+    _only_smash_errors(text)
+
+
+def test_huge_integer_literal():
+    _only_smash_errors("network n { let a = " + "1" * 5000 + " }")
+
+
+@pytest.mark.parametrize(
+    "nested", ["-" * 1000 + "1", "not " * 1000 + "true", "(" * 1000 + "1" + ",)" * 1000]
+)
+def test_deep_nesting(nested):
+    _only_smash_errors("network n { let a = " + nested + " }")
+
+
+def test_moderate_nesting_is_fine():
+    _only_smash_errors("network n { let a = " + "-" * 200 + "1" + " }")
+    parse("network n { let a = " + "(" * 300 + "1" + ")" * 300 + " }")
+
+
+def test_infinite_float_argument():
+    text = (
+        "network n { input 3 x 8 x 8 classes 10 stem { bn(eps=1e999) } "
+        "head { gap -> linear(out=10) } }"
+    )
+    try:
+        net = expand(load_text(text, "t.smash"))
+    except SmashError:
+        return  # rejecting inf is a fine fix too
+    _flatten_roundtrip(net)
+
+
+def test_empty_output_selection():
+    text = (
+        "network n { input 3 x 8 x 8 classes 10 block { banks 1 x 3, 1 x 4 "
+        "layer read 0 write 1 = conv(out=4) output 0..0 } head { gap -> linear(out=10) } }"
+    )
+    try:
+        net = expand(load_text(text, "t.smash"))
+    except SmashError:
+        return  # rejecting the empty output is a fine fix too
+    _flatten_roundtrip(net)
