@@ -146,16 +146,20 @@ class _Encoder:
         self.ir = ir
         self.cfg = cfg
         self.bag = DiagnosticBag()
+        self.op_nodes: dict[str, list[str]] = {}  # stage -> its op nodes in order
+        self.layer_op: dict[str, str] = {}  # layer -> its (first) op node
+        for n in ir.nodes():
+            p = ir.payload(n)
+            if isinstance(p, OpNode):
+                self.op_nodes.setdefault(p.stage, []).append(n)
+                if p.layer is not None:
+                    self.layer_op.setdefault(p.layer, n)
 
     def no(self, what: str, span: Span) -> None:
         self.bag.error("E0601", f"cannot encode {what}", span)
 
     def stage_ops(self, name: str) -> tuple[arch.Op, ...]:
-        return tuple(
-            self.ir.payload(n).op
-            for n in self.ir.nodes()
-            if isinstance(self.ir.payload(n), OpNode) and self.ir.payload(n).stage == name
-        )
+        return tuple(self.ir.payload(n).op for n in self.op_nodes.get(name, ()))
 
     def skeleton(self) -> None:
         cfg, ir = self.cfg, self.ir
@@ -305,12 +309,7 @@ class _Encoder:
         for b, (info, layers) in enumerate(zip(blocks, per_block, strict=True)):
             width = info.banks[0]
             for layer, op in layers:
-                node = next(
-                    n
-                    for n in ir.graph
-                    if getattr(ir.payload(n), "layer", None) == layer.name
-                    and isinstance(ir.payload(n), OpNode)
-                )
+                node = self.layer_op[layer.name]
                 banks_per_slice = _slice_banks(layer.reads, width, cfg.slice_width)
                 rows = op.bottleneck // cfg.unit
                 col = -torch.ones(cfg.channels, cfg.rows, len(banks_per_slice))

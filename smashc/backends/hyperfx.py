@@ -18,7 +18,7 @@ import torch.nn.functional as F  # noqa: N812
 from torch import fx, nn
 
 from smashc import arch
-from smashc.backends.encoding import EncodingConfig, encode
+from smashc.backends.encoding import Encoding, EncodingConfig, encode
 from smashc.backends.fx import class_name, py_name
 from smashc.ir.graph import IRGraph
 from smashc.ir.nodes import Add, BankVersion, Concat, Input, OpNode, Output, Slice
@@ -203,10 +203,13 @@ class _HyperBuilder:
         return fx.GraphModule(self.root, self.graph, class_name=class_name(ir.name) + "Hyper")
 
 
-def to_fx_hyper(ir: IRGraph, shared: SharedWeights) -> fx.GraphModule:
+def to_fx_hyper(ir: IRGraph, shared: SharedWeights, enc: Encoding | None = None) -> fx.GraphModule:
     """``forward(x, w)`` of a SMASH-space network on ``shared`` weights and generated ``w``.
 
-    Pre: shapes inferred; ``ir`` encodable with ``shared.cfg`` (checked: SmashError otherwise).
+    Pre: shapes inferred; ``ir`` encodable with ``shared.cfg``. Pass its ``enc`` if already
+    computed; otherwise it is encoded here, which raises a located SmashError for anything
+    outside the space.
     """
-    encode(ir, shared.cfg)  # raises a located SmashError for anything outside the space
+    if enc is None:
+        encode(ir, shared.cfg)
     return _HyperBuilder(ir, shared).build()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
@@ -66,13 +67,24 @@ class IRGraph:
     def users(self, node: str) -> list[str]:
         return sorted(self.graph.successors(node))
 
+    @functools.cached_property
+    def _order(self) -> tuple[str, ...]:
+        created = {n: i for i, n in enumerate(self.graph.nodes)}
+        return tuple(nx.lexicographical_topological_sort(self.graph, key=created.__getitem__))
+
     def nodes(self) -> Iterator[str]:
-        """Node ids in a deterministic topological order (ties broken by creation order)."""
-        order = {n: i for i, n in enumerate(self.graph.nodes)}
-        return iter(nx.lexicographical_topological_sort(self.graph, key=order.__getitem__))
+        """Node ids in a deterministic topological order (ties broken by creation order).
+
+        Computed once per IRGraph: passes return new IRGraphs rather than mutate this one.
+        """
+        return iter(self._order)
+
+    @functools.cached_property
+    def _stages(self) -> dict[str, StageInfo]:
+        return {s.name: s for s in self.stages}
 
     def stage(self, name: str) -> StageInfo:
-        return next(s for s in self.stages if s.name == name)
+        return self._stages[name]
 
     @property
     def blocks(self) -> tuple[StageInfo, ...]:

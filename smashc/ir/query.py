@@ -29,10 +29,28 @@ def layer_accesses(ir: IRGraph, block: str) -> list[LayerAccess]:
     """The block's layers in program order, reconstructed from the dataflow."""
     info = ir.stage(block)
     members: dict[str, list[str]] = {name: [] for name in info.layers}
+    versions: list[str] = []
     for n in ir.nodes():
         p = ir.payload(n)
-        if getattr(p, "stage", None) == block and getattr(p, "layer", None) in members:
+        if getattr(p, "stage", None) != block:
+            continue
+        if isinstance(p, BankVersion):
+            versions.append(n)
+        elif getattr(p, "layer", None) in members:
             members[p.layer].append(n)
+    owner = {n: name for name, nodes in members.items() for n in nodes}
+    writes: dict[str, list[tuple[int, int, str]]] = {name: [] for name in info.layers}
+    for n in versions:
+        q = ir.payload(n)
+        srcs = [o for o in ir.operands(n) if o in owner]
+        if not srcs:
+            continue
+        src = ir.payload(srcs[0])
+        chunk = src.start // q.width if isinstance(src, Slice) else 0
+        # one operand after an all-zero version (x + 0 folded) is still a write
+        was_zero = q.version == 1 and q.bank >= info.input_banks
+        mode = "write" if len(ir.operands(n)) == 2 or was_zero else "overwrite"
+        writes[owner[srcs[0]]].append((q.bank, chunk, mode))
     out = []
     for name in info.layers:
         nodes = members[name]
@@ -45,28 +63,15 @@ def layer_accesses(ir: IRGraph, block: str) -> list[LayerAccess]:
                 if isinstance(q, BankVersion) and q.stage == block:
                     reads.append(q.bank)
         ops = tuple(ir.payload(n).op for n in nodes if isinstance(ir.payload(n), OpNode))
-        writes: list[tuple[int, int, str]] = []
-        for n in ir.nodes():
-            q = ir.payload(n)
-            if not (isinstance(q, BankVersion) and q.stage == block):
-                continue
-            srcs = [o for o in ir.operands(n) if o in nodes]
-            if not srcs:
-                continue
-            src = ir.payload(srcs[0])
-            chunk = src.start // q.width if isinstance(src, Slice) else 0
-            # one operand after an all-zero version (x + 0 folded) is still a write
-            was_zero = q.version == 1 and q.bank >= info.input_banks
-            mode = "write" if len(ir.operands(n)) == 2 or was_zero else "overwrite"
-            writes.append((q.bank, chunk, mode))
+        ws = writes[name]
         out.append(
             LayerAccess(
                 name,
                 tuple(reads),
-                tuple(b for b, _, _ in writes),
-                writes[0][2] if writes else "write",
+                tuple(b for b, _, _ in ws),
+                ws[0][2] if ws else "write",
                 ops,
-                tuple(c for _, c, _ in writes),
+                tuple(c for _, c, _ in ws),
             )
         )
     return out
