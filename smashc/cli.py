@@ -193,6 +193,89 @@ def cmd_visualize(args: argparse.Namespace) -> int:
     return 0
 
 
+def _search_config(args: argparse.Namespace):
+    from dataclasses import replace
+
+    from smashc.runtime.search import PRESETS
+
+    cfg = PRESETS[args.preset]
+    top = {
+        k: v
+        for k, v in (
+            ("dataset", args.dataset),
+            ("data_dir", args.data_dir),
+            ("seed", args.seed),
+            ("device", args.device),
+        )
+        if v is not None
+    }
+    cfg = replace(cfg, **top)
+    if getattr(args, "epochs", None) is not None:
+        cfg = replace(cfg, train=replace(cfg.train, epochs=args.epochs))
+    if getattr(args, "archs", None) is not None:
+        cfg = replace(cfg, score=replace(cfg.score, archs=args.archs))
+    if getattr(args, "refine", None) is not None:
+        cfg = replace(cfg, score=replace(cfg.score, refine=args.refine))
+    if getattr(args, "final_epochs", None) is not None:
+        cfg = replace(cfg, final=replace(cfg.final, epochs=args.final_epochs))
+    if getattr(args, "lr", None) is not None:
+        cfg = replace(cfg, final=replace(cfg.final, lr=args.lr))
+    return cfg
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from smashc.runtime import search
+
+    cfg = _search_config(args)
+    out = Path(args.out)
+    try:
+        summary = search.search(cfg, out, resume=args.resume, final=not args.no_final)
+    except SmashError as exc:
+        print(exc.render(), file=sys.stderr)
+        return 1
+    except search._Interrupted:
+        print(
+            f"interrupted; checkpoint saved. Continue with: smashc search --resume --out {out}"
+            + (f" --preset {args.preset}" if args.preset != "demo" else ""),
+            file=sys.stderr,
+        )
+        return 130
+    print(f"ranking:            {summary['ranking']}")
+    err = summary["best_smash_error"]
+    print(f"best architecture:  {summary['best_smash']} (SMASH error {err:.3f})")
+    print(f"its diagram:        {summary['best_diagram']}")
+    print(f"score histogram:    {summary['histogram']}")
+    if "final_test_accuracy" in summary:
+        print(
+            f"final test accuracy: {summary['final_test_accuracy']:.4f} "
+            f"(model, curves, metrics in {summary['final_dir']})"
+        )
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from smashc.runtime import search
+
+    cfg = _search_config(args)
+    out = Path(args.out)
+    try:
+        name, text = read_source(args.file)
+        device = search.resolve_device(cfg.device)
+        cfg, ds, train, val = search.prepare(cfg)
+        program = load_file(args.file)
+        expand(program)  # located errors before any training starts
+        result = search.train_final(text, cfg, ds, train, val, out, device)
+    except SmashError as exc:
+        print(exc.render(), file=sys.stderr)
+        return 1
+    print(f"test accuracy {result['test_acc']:.4f}; model, curves and metrics in {out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _ArgumentParser(
         prog="smashc", description="Compiler for .smash neural architecture descriptions."
@@ -266,6 +349,35 @@ def build_parser() -> argparse.ArgumentParser:
     )
     v.add_argument("--collapse", action="store_true", help="draw each block as one node")
     v.set_defaults(run=cmd_visualize)
+
+    run = _ArgumentParser(add_help=False)
+    run.add_argument(
+        "--preset",
+        choices=("demo", "smoke", "paper"),
+        default="demo",
+        help="settings to start from (default: demo; smoke: seconds, for tests)",
+    )
+    run.add_argument("--dataset", choices=("fashion-mnist", "cifar10", "cifar100", "synthetic"))
+    run.add_argument("--data-dir", help="folder with the dataset files")
+    run.add_argument("--seed", type=int)
+    run.add_argument("--device", choices=("cpu", "cuda", "auto"))
+
+    s = sub.add_parser("search", parents=[run], help="run a SMASH architecture search")
+    s.add_argument("--out", default="runs/search", help="output folder (default: runs/search)")
+    s.add_argument("--epochs", type=int, help="HyperNet training epochs")
+    s.add_argument("--archs", type=int, help="architectures to score")
+    s.add_argument("--refine", type=int, help="perturbations of the best to try")
+    s.add_argument("--final-epochs", type=int, help="epochs of the winner's final training")
+    s.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
+    s.add_argument("--no-final", action="store_true", help="stop after the ranking")
+    s.set_defaults(run=cmd_search)
+
+    t = sub.add_parser("train", parents=[run], help="train one architecture normally")
+    t.add_argument("file", metavar="ARCH.smash")
+    t.add_argument("--out", default="runs/train", help="output folder (default: runs/train)")
+    t.add_argument("--final-epochs", "--epochs", dest="final_epochs", type=int)
+    t.add_argument("--lr", type=float)
+    t.set_defaults(run=cmd_train)
     return p
 
 

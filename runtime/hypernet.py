@@ -1,0 +1,82 @@
+"""The HyperNet: a fully convolutional DenseNet over the encoding c (plus a noise channel).
+
+As in the reference: no BatchNorm, no biases, every conv weight-normalised, LeakyReLU(0.02)
+before every conv but the first, no downsampling. A 3x3 stem conv whose output is
+concatenated to its input, dense blocks (default 8, 10, 4 layers of growth 10, 3x3) joined
+by 3x3 convs that halve the channel count, and a final 1x1 conv to
+``unit * slice_width`` channels: at each (row, slice) of c, one unit-out x slice-in block
+of generated 1x1 weights (``encoding.op_weights`` cuts each op's matrix out of it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F  # noqa: N812
+from torch import nn
+
+from smashc.backends.encoding import EncodingConfig
+
+
+@dataclass(frozen=True)
+class HyperNetConfig:
+    stem_channels: int = 7
+    blocks: tuple[int, ...] = (8, 10, 4)
+    growth: int = 10
+    slope: float = 0.02
+
+
+class WNConv2d(nn.Module):
+    """A bias-free conv whose filters are each divided by their norm and scaled by a gain."""
+
+    def __init__(self, cin: int, cout: int, kernel: int):
+        super().__init__()
+        w = torch.empty(cout, cin, kernel, kernel)
+        nn.init.orthogonal_(w.view(cout, -1))
+        self.weight = nn.Parameter(w)
+        self.gain = nn.Parameter(w.flatten(1).norm(dim=1))
+        self.padding = kernel // 2
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        norm = self.weight.flatten(1).norm(dim=1).clamp_min(1e-12)
+        w = self.weight * (self.gain / norm)[:, None, None, None]
+        return F.conv2d(x, w, None, 1, self.padding)
+
+
+class HyperNet(nn.Module):
+    """c (1, C, rows, S) -> generated weights (1, unit * slice_width, rows, S)."""
+
+    def __init__(self, enc: EncodingConfig, cfg: HyperNetConfig | None = None):
+        super().__init__()
+        cfg = cfg or HyperNetConfig()
+        self.cfg = cfg
+        self.enc = enc
+        c = enc.channels + 1  # + the noise channel z
+        self.stem = WNConv2d(c, cfg.stem_channels, 3)
+        c += cfg.stem_channels
+        self.dense = nn.ModuleList()
+        self.halve = nn.ModuleList()
+        for i, n in enumerate(cfg.blocks):
+            layers = nn.ModuleList()
+            for _ in range(n):
+                layers.append(WNConv2d(c, cfg.growth, 3))
+                c += cfg.growth
+            self.dense.append(layers)
+            if i + 1 < len(cfg.blocks):
+                self.halve.append(WNConv2d(c, c // 2, 3))
+                c //= 2
+        self.out = WNConv2d(c, enc.unit * enc.slice_width, 1)
+
+    def forward(self, c: torch.Tensor, z: torch.Tensor | None = None) -> torch.Tensor:
+        if z is None:
+            z = torch.randn(c.shape[0], 1, *c.shape[2:], device=c.device, dtype=c.dtype)
+        x = torch.cat([c, z], dim=1)
+        x = torch.cat([x, self.stem(x)], dim=1)
+        act = lambda t: F.leaky_relu(t, self.cfg.slope)  # noqa: E731
+        for i, layers in enumerate(self.dense):
+            for conv in layers:
+                x = torch.cat([x, conv(act(x))], dim=1)
+            if i < len(self.halve):
+                x = self.halve[i](act(x))
+        return self.out(act(x))

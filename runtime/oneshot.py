@@ -1,0 +1,65 @@
+"""The one-shot SMASH model: a HyperNet plus the shared weights, and per-architecture compilation.
+
+Every sampled architecture goes through the normal compiler pipeline (AST -> expansion ->
+IR -> passes -> encoding + fx); the HyperNet turns its encoding into the ops' 1x1 weights
+and the fx module runs it on the shared weights.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from smashc.passes import run_pipeline
+from smashc.runtime.hypernet import HyperNet, HyperNetConfig
+from smashc.runtime.sampler import SearchSpace
+from torch import fx, nn
+
+from smashc.backends.encoding import Encoding, encode, op_weights
+from smashc.backends.hyperfx import SharedWeights, to_fx_hyper
+from smashc.frontend import ast
+from smashc.frontend.expand import expand
+from smashc.frontend.loader import Program
+from smashc.ir import IRGraph, lower
+
+
+@dataclass(frozen=True)
+class Compiled:
+    """One architecture, compiled for the one-shot model."""
+
+    module: ast.Module  # its .smash program
+    ir: IRGraph
+    enc: Encoding
+    gm: fx.GraphModule
+
+
+def compile_arch(module: ast.Module, shared: SharedWeights) -> Compiled:
+    """AST -> IR -> passes -> encoding -> fx (HyperNet-weight mode on ``shared``)."""
+    ir = run_pipeline(lower(expand(Program(module, "<sampled>")))).ir
+    enc = encode(ir, shared.cfg)
+    return Compiled(module, ir, enc, to_fx_hyper(ir, shared, enc))
+
+
+class OneShot(nn.Module):
+    """HyperNet + shared weights; ``forward(x, compiled, z)`` gives an architecture's logits."""
+
+    def __init__(self, space: SearchSpace, hyper: HyperNetConfig | None = None):
+        super().__init__()
+        self.space = space
+        self.cfg = space.encoding()
+        self.shared = SharedWeights(self.cfg)
+        self.hypernet = HyperNet(self.cfg, hyper)
+
+    def compile(self, module: ast.Module) -> Compiled:
+        return compile_arch(module, self.shared)
+
+    def generated(self, compiled: Compiled, z: torch.Tensor | None = None) -> list[torch.Tensor]:
+        device = next(self.hypernet.parameters()).device
+        c = compiled.enc.tensor.to(device)
+        return op_weights(self.hypernet(c, z), compiled.enc)
+
+    def forward(
+        self, x: torch.Tensor, compiled: Compiled, z: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        compiled.gm.train(self.training)  # the fx module's BN follows this model's mode
+        return compiled.gm(x, self.generated(compiled, z))

@@ -1,0 +1,652 @@
+"""SMASH search end to end: HyperNet training, scoring and ranking, refinement, final training.
+
+Every random choice is derived from (seed, what, epoch, step), never from hidden global
+state, so an interrupted run resumed from its checkpoint makes exactly the same choices as
+an uninterrupted one. Outputs land in one directory with the resolved config beside them.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import math
+import os
+import shutil
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F  # noqa: N812
+from smashc.runtime.data import Batches, Dataset, Subset, split
+from smashc.runtime.hypernet import HyperNetConfig
+from smashc.runtime.oneshot import Compiled, OneShot
+from smashc.runtime.sampler import Sampler, SearchSpace
+from tqdm import tqdm
+
+from smashc import arch, report
+from smashc.diagnostics import SmashError, Span, error
+from smashc.frontend import ast
+from smashc.frontend.printer import module as print_module
+
+# --- configuration ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SmashTraining:
+    """HyperNet training (the reference's defaults)."""
+
+    epochs: int = 100
+    batch_size: int = 50
+    lr: float = 1e-3
+    betas: tuple[float, float] = (0.5, 0.999)
+    eps: float = 1e-4
+    weight_decay: float = 1e-4  # shared weights only, none on the HyperNet
+    steps_per_epoch: int | None = None  # None: one pass over the training split
+
+
+@dataclass(frozen=True)
+class Scoring:
+    archs: int = 250
+    val_images: int | None = None  # None: the whole validation split
+    batch_size: int = 250
+    refine: int = 0  # perturbations of the best tried after ranking
+    perturb: float = 0.05  # probability that a perturbation redraws a layer's op / reads
+    top: int = 5  # how many top architectures get .smash files and diagrams
+
+
+@dataclass(frozen=True)
+class FinalTraining:
+    """Normal training of the chosen architecture (free weights)."""
+
+    epochs: int = 30
+    batch_size: int = 50
+    lr: float = 0.1
+    momentum: float = 0.9
+    nesterov: bool = True
+    weight_decay: float = 1e-4
+    train_images: int | None = None  # None: the whole training split
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    dataset: str = "fashion-mnist"
+    data_dir: str | None = None
+    seed: int = 0
+    device: str = "auto"
+    val_size: int = 5000
+    space: SearchSpace = field(default_factory=SearchSpace)
+    hypernet: HyperNetConfig = field(default_factory=HyperNetConfig)
+    train: SmashTraining = field(default_factory=SmashTraining)
+    score: Scoring = field(default_factory=Scoring)
+    final: FinalTraining = field(default_factory=FinalTraining)
+
+    def to_json(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+DEMO_SPACE = SearchSpace(
+    unit=4,
+    max_units=32,
+    max_kernel=5,
+    max_dilation=2,
+    max_groups=4,
+    max_banks=16,
+    block_inputs=(16, 24, 32),
+    max_block_widths=(48, 64, 96),
+    budgets=(96, 160, 256),
+)
+
+PRESETS: dict[str, SearchConfig] = {
+    "demo": SearchConfig(
+        dataset="fashion-mnist",
+        val_size=2000,
+        space=DEMO_SPACE,
+        hypernet=HyperNetConfig(stem_channels=7, blocks=(3, 3, 2), growth=8),
+        train=SmashTraining(epochs=3, batch_size=64, steps_per_epoch=150),
+        score=Scoring(archs=40, val_images=1000, refine=5),
+        final=FinalTraining(epochs=2, batch_size=64, lr=0.05, train_images=20000),
+    ),
+    # Seconds, not minutes: for tests and for trying the pipeline out.
+    "smoke": SearchConfig(
+        dataset="synthetic",
+        val_size=64,
+        space=replace(DEMO_SPACE, budgets=(32, 48, 64)),
+        hypernet=HyperNetConfig(stem_channels=4, blocks=(2, 2), growth=4),
+        train=SmashTraining(epochs=2, batch_size=32, steps_per_epoch=4),
+        score=Scoring(archs=4, batch_size=64, refine=2, top=2),
+        final=FinalTraining(epochs=1, batch_size=32, lr=0.05, train_images=128),
+    ),
+    "paper": SearchConfig(
+        dataset="cifar100",
+        train=SmashTraining(epochs=300),
+        score=Scoring(archs=250, refine=100),
+        final=FinalTraining(epochs=300),
+    ),
+}
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        span = Span("<command line>", 1, 1, 1, 1)
+        raise SmashError([error("E0704", "--device cuda: no CUDA device is available", span)])
+    return torch.device(name)
+
+
+def _seed(*parts: int) -> int:
+    """A 63-bit seed from integers (stable across runs and platforms)."""
+    return (
+        int(np.random.SeedSequence(list(parts)).generate_state(2, np.uint32).view(np.uint64)[0])
+        >> 1
+    )
+
+
+def _atomic_save(obj, path: Path) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def _append_jsonl(path: Path, record: dict) -> None:
+    with path.open("a", encoding="utf-8") as f:
+        f.write(json.dumps(record) + "\n")
+
+
+# --- HyperNet training ----------------------------------------------------------------------
+
+
+class _Interrupted(Exception):
+    pass
+
+
+def _truncate_log(path: Path, global_step: int) -> None:
+    """Drops log lines of steps a killed run made after its last checkpoint (they rerun)."""
+    if not path.exists():
+        return
+    lines = path.read_text(encoding="utf-8").splitlines()
+    keep = [line for line in lines if json.loads(line)["global_step"] < global_step]
+    path.write_text("".join(line + "\n" for line in keep), encoding="utf-8")
+
+
+def _arch_for_step(space: SearchSpace, seed: int, step: int, progress: float) -> ast.Module:
+    return Sampler(space, _seed(seed, 1, step)).sample(progress, name=f"step{step}")
+
+
+def train_smash(
+    cfg: SearchConfig, ds: Dataset, train: Subset, out: Path, resume: bool, device: torch.device
+) -> OneShot:
+    """Trains the HyperNet and shared weights on one sampled architecture per step."""
+    torch.manual_seed(_seed(cfg.seed, 0))
+    model = OneShot(cfg.space, cfg.hypernet).to(device)
+    t = cfg.train
+    opt = torch.optim.Adam(
+        [
+            {"params": model.shared.parameters(), "weight_decay": t.weight_decay},
+            {"params": model.hypernet.parameters(), "weight_decay": 0.0},
+        ],
+        lr=t.lr,
+        betas=t.betas,
+        eps=t.eps,
+    )
+    batches = Batches(
+        ds, train, t.batch_size, _seed(cfg.seed, 2), augment=True, drop_last=True, device=device
+    )
+    per_epoch = min(len(batches), t.steps_per_epoch or len(batches))
+    total = per_epoch * t.epochs
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total) / total))
+    )
+    ckpt = out / "checkpoint.pt"
+    epoch0, step0 = 0, 0
+    if resume and ckpt.exists():
+        state = torch.load(ckpt, map_location=device, weights_only=True)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["opt"])
+        sched.load_state_dict(state["sched"])
+        epoch0, step0 = state["epoch"], state["step"]
+        print(f"resuming HyperNet training at epoch {epoch0}, step {step0}")
+        _truncate_log(out / "train.jsonl", epoch0 * per_epoch + step0)
+    elif (out / "train.jsonl").exists():
+        (out / "train.jsonl").unlink()
+
+    def save(epoch: int, step: int) -> None:
+        _atomic_save(
+            {
+                "model": model.state_dict(),
+                "opt": opt.state_dict(),
+                "sched": sched.state_dict(),
+                "epoch": epoch,
+                "step": step,
+            },
+            ckpt,
+        )
+
+    def compile_step(g: int) -> Compiled:
+        return model.compile(_arch_for_step(cfg.space, cfg.seed, g, g / total))
+
+    model.train()
+    pool = ThreadPoolExecutor(1)  # compiles the next architecture while this step computes
+    try:
+        for epoch in range(epoch0, t.epochs):
+            first = step0 if epoch == epoch0 else 0
+            bar = tqdm(
+                total=per_epoch,
+                initial=first,
+                desc=f"smash {epoch + 1}/{t.epochs}",
+                unit="step",
+                dynamic_ncols=True,
+            )
+            g0 = epoch * per_epoch + first
+            pending = pool.submit(compile_step, g0)
+            started = time.perf_counter()
+            for step, (x, y) in enumerate(batches.epoch(epoch, start=first), start=first):
+                if step >= per_epoch:
+                    break
+                g = epoch * per_epoch + step
+                compiled = pending.result()
+                if step + 1 < per_epoch:
+                    pending = pool.submit(compile_step, g + 1)
+                gen = torch.Generator(device="cpu").manual_seed(_seed(cfg.seed, 3, g))
+                c = compiled.enc.tensor
+                z = torch.randn(1, 1, *c.shape[2:], generator=gen).to(device)
+                try:
+                    logits = model(x, compiled, z)
+                    loss = F.cross_entropy(logits, y)
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    opt.step()
+                    sched.step()
+                except KeyboardInterrupt:
+                    save(epoch, step)
+                    raise _Interrupted from None
+                acc = (logits.argmax(1) == y).float().mean().item()
+                rate = (step + 1 - first) / (time.perf_counter() - started)
+                _append_jsonl(
+                    out / "train.jsonl",
+                    {
+                        "epoch": epoch,
+                        "step": step,
+                        "global_step": g,
+                        "loss": loss.item(),
+                        "acc": acc,
+                        "lr": sched.get_last_lr()[0],
+                        "time": time.time(),
+                    },
+                )
+                bar.set_postfix(loss=f"{loss.item():.3f}", acc=f"{acc:.2f}", steps_s=f"{rate:.2f}")
+                bar.update(1)
+            bar.close()
+            save(epoch + 1, 0)
+    except KeyboardInterrupt:
+        raise _Interrupted from None
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+    return model
+
+
+# --- scoring, ranking, refinement -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Scored:
+    index: int
+    source: str  # "sample" or "refine"
+    error: float
+    params: int
+    macs: int
+    text: str  # the architecture as .smash
+
+
+@torch.no_grad()
+def smash_error(model: OneShot, compiled: Compiled, batches: Batches, z: torch.Tensor) -> float:
+    """Top-1 validation error of ``compiled`` with one sample of generated weights."""
+    model.eval()
+    weights = model.generated(compiled, z)
+    compiled.gm.eval()
+    wrong = total = 0
+    for x, y in batches.epoch(0):
+        wrong += (compiled.gm(x, weights).argmax(1) != y).sum().item()
+        total += len(y)
+    return wrong / max(total, 1)
+
+
+def _score(
+    model, module: ast.Module, batches, cfg: SearchConfig, index: int, source: str, device
+) -> Scored:
+    compiled = model.compile(module)
+    gen = torch.Generator().manual_seed(_seed(cfg.seed, 4, index))
+    z = torch.randn(1, 1, *compiled.enc.tensor.shape[2:], generator=gen).to(device)
+    err = smash_error(model, compiled, batches, z)
+    params, macs = report.totals(compiled.ir)
+    return Scored(index, source, err, params, macs, print_module(module))
+
+
+def _load_scores(path: Path) -> dict[int, Scored]:
+    if not path.exists():
+        return {}
+    out = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        rec = json.loads(line)
+        out[rec["index"]] = Scored(**rec)
+    return out
+
+
+def score_all(
+    model: OneShot, cfg: SearchConfig, val: Subset, ds: Dataset, out: Path, device
+) -> list[Scored]:
+    """Scores ``cfg.score.archs`` sampled architectures; already-scored ones are reused."""
+    sc = cfg.score
+    if sc.val_images is not None and sc.val_images < len(val):
+        val = Subset(val.x[: sc.val_images], val.y[: sc.val_images])
+    batches = Batches(ds, val, sc.batch_size, 0, shuffle=False, device=device)
+    path = out / "scores.jsonl"
+    done = _load_scores(path)
+    results = []
+    for i in tqdm(range(sc.archs), desc="scoring", unit="arch", dynamic_ncols=True):
+        if i in done:
+            results.append(done[i])
+            continue
+        module = Sampler(cfg.space, _seed(cfg.seed, 5, i)).sample(1.0, name=f"arch{i}")
+        rec = _score(model, module, batches, cfg, i, "sample", device)
+        _append_jsonl(path, dataclasses.asdict(rec))
+        results.append(rec)
+    return results
+
+
+def perturb(
+    net: arch.Network, space: SearchSpace, rng: np.random.Generator, p: float
+) -> arch.Network:
+    """Each layer's op is redrawn with probability p, and so are its reads (from the banks
+    already holding data at that layer); writes and banks stay, so the result stays valid."""
+    sampler = Sampler(space, int(rng.integers(2**31)))
+    blocks = []
+    for b, blk in enumerate(net.blocks):
+        width = blk.banks[0]
+        written = space.block_inputs[b] // width
+        layers = []
+        for lay in blk.layers:
+            op, reads = lay.ops[0], lay.reads
+            if rng.random() < p:
+                n = int(rng.integers(1, written + 1))
+                reads = tuple(sorted(int(r) for r in rng.choice(written, n, replace=False)))
+            if rng.random() < p:
+                new = sampler._op(len(reads), width // space.unit, space.max_kernel)
+                op = replace(new, out=op.out, bottleneck=op.bottleneck)
+            layers.append(replace(lay, reads=reads, ops=(op,)))
+            written = max(written, max(lay.writes) + 1)
+        blocks.append(replace(blk, layers=tuple(layers)))
+    stages = []
+    it = iter(blocks)
+    for st in net.stages:
+        stages.append(next(it) if isinstance(st, arch.Block) else st)
+    return replace(net, stages=tuple(stages))
+
+
+def refine(
+    model,
+    best: Scored,
+    cfg: SearchConfig,
+    val: Subset,
+    ds: Dataset,
+    out: Path,
+    device,
+    start_index: int,
+) -> list[Scored]:
+    """Hill climbing from the best architecture: keep each perturbation that scores better."""
+    from smashc.frontend.expand import expand
+    from smashc.frontend.flatten import to_module
+    from smashc.frontend.loader import load_text
+
+    sc = cfg.score
+    if sc.val_images is not None and sc.val_images < len(val):
+        val = Subset(val.x[: sc.val_images], val.y[: sc.val_images])
+    batches = Batches(ds, val, sc.batch_size, 0, shuffle=False, device=device)
+    path = out / "scores.jsonl"
+    done = _load_scores(path)
+    rng = np.random.default_rng(_seed(cfg.seed, 6))
+    current = best
+    tried = []
+    for j in tqdm(range(sc.refine), desc="refining", unit="arch", dynamic_ncols=True):
+        net = expand(load_text(current.text))
+        cand = perturb(net, cfg.space, rng, sc.perturb)
+        index = start_index + j
+        if index in done:
+            rec = done[index]
+        else:
+            rec = _score(
+                model,
+                to_module(replace(cand, name=f"refined{j}")),
+                batches,
+                cfg,
+                index,
+                "refine",
+                device,
+            )
+            _append_jsonl(path, dataclasses.asdict(rec))
+        tried.append(rec)
+        if rec.error < current.error:
+            current = rec
+    return tried
+
+
+def write_ranking(scored: list[Scored], out: Path, top: int) -> list[tuple[int, Scored, Path]]:
+    """ranking.csv, the top architectures as .smash files and diagrams, a score histogram."""
+    ranked = sorted(scored, key=lambda s: (s.error, s.index))
+    arch_dir = out / "archs"
+    arch_dir.mkdir(exist_ok=True)
+    rows = []
+    for r, s in enumerate(ranked, start=1):
+        path = arch_dir / f"{s.source}{s.index:04d}.smash"
+        path.write_text(s.text, encoding="utf-8")
+        rows.append((r, s, path))
+    with (out / "ranking.csv").open("w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["rank", "smash_error", "params", "macs", "source", "index", "smash_file"])
+        for r, s, path in rows:
+            w.writerow(
+                [r, f"{s.error:.4f}", s.params, s.macs, s.source, s.index, path.relative_to(out)]
+            )
+    top_dir = out / "top"
+    if top_dir.exists():
+        shutil.rmtree(top_dir)
+    top_dir.mkdir()
+    for r, _, path in rows[:top]:
+        dst = top_dir / f"rank{r}.smash"
+        shutil.copyfile(path, dst)
+        _diagram(dst)
+    _histogram([s.error for s in scored], out / "scores.png")
+    return rows
+
+
+def _diagram(path: Path) -> None:
+    from smashc.backends.dot import diagram, write
+    from smashc.pipeline import compile_file
+
+    ir = compile_file(path)
+    fmt = "png" if shutil.which("dot") else "dot"
+    try:
+        write(diagram(ir, "banks", collapse=False), path.with_suffix(f".{fmt}"))
+    except SmashError:
+        pass  # no graphviz binary: the .dot is written anyway
+
+
+def _histogram(errors: list[float], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.hist(errors, bins=min(30, max(5, len(errors) // 4)), color="#1f77b4")
+    ax.set_xlabel("SMASH score (validation error with generated weights)")
+    ax.set_ylabel("architectures")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+# --- final training -------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def evaluate(model: torch.nn.Module, batches: Batches) -> tuple[float, float]:
+    model.eval()
+    loss = correct = total = 0.0
+    for x, y in batches.epoch(0):
+        logits = model(x)
+        loss += F.cross_entropy(logits, y, reduction="sum").item()
+        correct += (logits.argmax(1) == y).sum().item()
+        total += len(y)
+    return loss / max(total, 1), correct / max(total, 1)
+
+
+def train_final(
+    source: str, cfg: SearchConfig, ds: Dataset, train: Subset, val: Subset, out: Path, device
+) -> dict:
+    """Trains one architecture normally; writes metrics, curves and the exported model."""
+    from smashc.backends.export import export_package
+    from smashc.backends.fx import class_name, to_fx
+    from smashc.frontend.loader import load_text
+    from smashc.ir import dump
+    from smashc.pipeline import compile_program
+
+    out.mkdir(parents=True, exist_ok=True)
+    fc = cfg.final
+    torch.manual_seed(_seed(cfg.seed, 7))
+    ir = compile_program(load_text(source, "final.smash")).ir
+    model = to_fx(ir).to(device)
+    if fc.train_images is not None and fc.train_images < len(train):
+        train = Subset(train.x[: fc.train_images], train.y[: fc.train_images])
+    batches = Batches(
+        ds, train, fc.batch_size, _seed(cfg.seed, 8), augment=True, drop_last=True, device=device
+    )
+    val_batches = Batches(ds, val, 500, 0, shuffle=False, device=device)
+    test_batches = Batches(ds, ds.test, 500, 0, shuffle=False, device=device)
+    opt = torch.optim.SGD(
+        model.parameters(),
+        lr=fc.lr,
+        momentum=fc.momentum,
+        nesterov=fc.nesterov,
+        weight_decay=fc.weight_decay,
+    )
+    total = max(1, fc.epochs * len(batches))
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total) / total))
+    )
+    history = []
+    for epoch in range(fc.epochs):
+        model.train()
+        run_loss = run_acc = n = 0.0
+        for x, y in tqdm(
+            batches.epoch(epoch),
+            total=len(batches),
+            desc=f"final {epoch + 1}/{fc.epochs}",
+            unit="batch",
+            dynamic_ncols=True,
+        ):
+            logits = model(x)
+            loss = F.cross_entropy(logits, y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            run_loss += loss.item()
+            run_acc += (logits.argmax(1) == y).float().mean().item()
+            n += 1
+        val_loss, val_acc = evaluate(model, val_batches)
+        rec = {
+            "epoch": epoch + 1,
+            "train_loss": run_loss / n,
+            "train_acc": run_acc / n,
+            "val_loss": val_loss,
+            "val_acc": val_acc,
+        }
+        history.append(rec)
+        _append_jsonl(out / "final.jsonl", rec)
+    test_loss, test_acc = evaluate(model, test_batches)
+    params, macs = report.totals(ir)
+    summary = {
+        "test_acc": test_acc,
+        "test_error": 1 - test_acc,
+        "test_loss": test_loss,
+        "params": params,
+        "macs": macs,
+        "epochs": fc.epochs,
+    }
+    (out / "final.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    (out / "architecture.smash").write_text(source, encoding="utf-8")
+    _curves(history, out / "curves.png")
+    export_package(model.cpu(), out / "model", class_name(ir.name), dump(ir))
+    return summary
+
+
+def _curves(history: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if not history:
+        return
+    ep = [h["epoch"] for h in history]
+    fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.5))
+    a.plot(ep, [h["train_loss"] for h in history], label="train")
+    a.plot(ep, [h["val_loss"] for h in history], label="validation")
+    a.set_xlabel("epoch")
+    a.set_ylabel("loss")
+    a.legend()
+    b.plot(ep, [h["train_acc"] for h in history], label="train")
+    b.plot(ep, [h["val_acc"] for h in history], label="validation")
+    b.set_xlabel("epoch")
+    b.set_ylabel("accuracy")
+    b.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+# --- the whole search -----------------------------------------------------------------------
+
+
+def prepare(cfg: SearchConfig) -> tuple[SearchConfig, Dataset, Subset, Subset]:
+    """Loads the dataset and adapts the space's input shape and classes to it."""
+    from smashc.runtime.data import load
+
+    ds = load(cfg.dataset, cfg.data_dir)
+    cfg = replace(cfg, space=replace(cfg.space, input=ds.shape, classes=ds.classes))
+    train, val = split(ds, cfg.val_size, cfg.seed)
+    return cfg, ds, train, val
+
+
+def search(cfg: SearchConfig, out: Path, resume: bool = False, final: bool = True) -> dict:
+    """HyperNet training, scoring, ranking, refinement and (unless ``final`` is False) the
+    final training of the winner. Returns a summary with the paths of the main outputs."""
+    out.mkdir(parents=True, exist_ok=True)
+    device = resolve_device(cfg.device)
+    cfg, ds, train, val = prepare(cfg)
+    (out / "config.json").write_text(json.dumps(cfg.to_json(), indent=2) + "\n", encoding="utf-8")
+    model = train_smash(cfg, ds, train, out, resume, device)
+    scored = score_all(model, cfg, val, ds, out, device)
+    best = min(scored, key=lambda s: (s.error, s.index))
+    if cfg.score.refine:
+        scored += refine(model, best, cfg, val, ds, out, device, cfg.score.archs)
+    rows = write_ranking(scored, out, cfg.score.top)
+    winner = rows[0]
+    diagram = out / "top" / "rank1.png"
+    summary = {
+        "ranking": str(out / "ranking.csv"),
+        "best_smash": str(out / "top" / "rank1.smash"),
+        "best_diagram": str(diagram if diagram.exists() else diagram.with_suffix(".dot")),
+        "best_smash_error": winner[1].error,
+        "histogram": str(out / "scores.png"),
+    }
+    if final:
+        result = train_final(winner[1].text, cfg, ds, train, val, out / "final", device)
+        summary.update(final_test_accuracy=result["test_acc"], final_dir=str(out / "final"))
+    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    return summary
