@@ -110,7 +110,8 @@ class _HyperBuilder:
                 c = op.convs[pos]
                 if c is None:
                     break
-                y = self.act(c.act, 0.01, y, f"{name}_c{pos}_{c.act}")
+                if not (c.act == "relu" and pos in (0, 2)):  # the bottleneck is already ReLU'd
+                    y = self.act(c.act, 0.01, y, f"{name}_c{pos}_{c.act}")
                 index = (
                     slice(0, op.out),
                     slice(0, op.conv_in(pos) // c.groups),
