@@ -93,15 +93,38 @@ def seq(s: ast.Seq) -> str:
     return " -> ".join(_op(i) for i in s.items)
 
 
-def _seq_lines(head: str, s: ast.Seq, tail: str, depth: int) -> list[str]:
-    """``head seq tail`` on one line, or one op per line when that line would be too long."""
+def _op_lines(item: ast.Call | ast.Sum, depth: int) -> list[str]:
+    """One op; a sum too long for one line gets one path per line (``| `` before each but the
+    first). Lines after the first carry their own indentation; the first gets none."""
+    one = _op(item)
+    if isinstance(item, ast.Call) or len(INDENT * depth + one) <= LINE_LIMIT:
+        return [one]
+    lines = ["sum {"]
+    for k, path in enumerate(item.paths):
+        lines += _seq_lines("" if k == 0 else "| ", path, "", depth + 1)
+    return lines + [INDENT * depth + "}"]
+
+
+def _seq_lines(head: str, s: ast.Seq, tail: str, depth: int, block: bool = False) -> list[str]:
+    """``head seq tail`` on one line or, when that is too long, one op per line.
+
+    With ``block`` (stages), a long sequence moves inside the braces:
+    ``head`` and ``tail`` are then the opening and closing braces' lines.
+    """
     pad = INDENT * depth
     one = f"{pad}{head}{seq(s)}{tail}"
-    if len(one) <= LINE_LIMIT or len(s.items) == 1:
+    if len(one) <= LINE_LIMIT:
         return [one]
-    ops = [_op(i) for i in s.items]
-    lines = [f"{pad}{head}{ops[0]}"]
-    lines += [f"{pad}{INDENT}-> {o}" for o in ops[1:]]
+    if block:
+        lines = [f"{pad}{head.rstrip()}"]
+        lines += _seq_lines("", s, "", depth + 1)
+        return lines + [f"{pad}{tail.strip()}"]
+    inner = depth + 1
+    first = _op_lines(s.items[0], depth)
+    lines = [f"{pad}{head}{first[0]}", *first[1:]]
+    for item in s.items[1:]:
+        more = _op_lines(item, inner)
+        lines += [f"{INDENT * inner}-> {more[0]}", *more[1:]]
     lines[-1] += tail
     return lines
 
@@ -169,7 +192,7 @@ class _Printer:
             case ast.Classes(value):
                 return [f"{pad}classes {expr(value)}"]
             case ast.Stage(kind, body):
-                return _seq_lines(f"{kind} {{ ", body, " }", depth)
+                return _seq_lines(f"{kind} {{ ", body, " }", depth, block=True)
             case ast.Banks(groups):
                 parts = ", ".join(f"{expr(g.count)} x {expr(g.width)}" for g in groups)
                 return [f"{pad}banks {parts}"]
