@@ -42,9 +42,10 @@ def main() -> None:
         if device.type == "cuda":
             torch.cuda.synchronize()
         times.append(time.perf_counter() - start)
+    each = ", ".join(f"{t:.1f}" for t in times)
     print(
         f"score one architecture on {args.images} images ({device}, batch {args.batch}): "
-        f"median {statistics.median(times):.1f} s over {args.archs} ({', '.join(f'{t:.1f}' for t in times)})"
+        f"median {statistics.median(times):.1f} s over {args.archs} ({each})"
     )
 
 

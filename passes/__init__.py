@@ -45,6 +45,19 @@ DEFAULT_PIPELINE: tuple[str, ...] = (
 )
 
 
+# The default pipeline without its checks and analyses, for the one-shot training loop:
+# sampled architectures are valid by construction (the tests verify them with the full
+# pipeline), and each step compiles a new one.
+TRAINING_PIPELINE: tuple[str, ...] = (
+    "infer-shapes",
+    "remove-zero-reads",
+    "fold-trivial",
+    "remove-dead-writes",
+    "canonicalize",
+    "cse",
+)
+
+
 class PassFailure(Exception):
     """A pass broke the IR's invariants: a bug in that pass, not a user error."""
 

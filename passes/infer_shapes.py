@@ -8,12 +8,11 @@ at another resolution, a linear layer on a spatial map, an output that is not cl
 
 from __future__ import annotations
 
-from smashc.passes import register
-
 from smashc import arch
 from smashc.diagnostics import Diagnostic, SmashError, error
 from smashc.ir.graph import IRGraph
 from smashc.ir.nodes import Add, BankVersion, Concat, Input, OpNode, Output, Shape, Slice
+from smashc.passes import register
 
 
 def _window(size: int, k: int, s: int, p: int, d: int) -> int:

@@ -23,11 +23,11 @@ cse
 from __future__ import annotations
 
 import networkx as nx
-from smashc.passes import register
 
 from smashc import arch
-from smashc.ir.graph import IRGraph
+from smashc.ir.graph import IRGraph, graph_operands
 from smashc.ir.nodes import Add, BankVersion, Concat, OpNode, Output, Slice
+from smashc.passes import register
 
 _ZERO_PRESERVING = ("relu", "relu6", "leaky_relu", "identity")
 
@@ -80,9 +80,27 @@ def _drop_shapes(ir: IRGraph, g: nx.DiGraph) -> dict | None:
     return {n: s for n, s in ir.shapes.items() if n in g}
 
 
+class _CopyOnWrite:
+    """The graph of ``ir``, copied the first time a pass changes it (most passes on most
+    networks change nothing, and copying dominates their cost)."""
+
+    def __init__(self, ir: IRGraph):
+        self.ir = ir
+        self.copy: nx.DiGraph | None = None
+
+    @property
+    def g(self) -> nx.DiGraph:
+        if self.copy is None:
+            self.copy = self.ir.copy_graph()
+        return self.copy
+
+    def current(self) -> nx.DiGraph:
+        return self.copy if self.copy is not None else self.ir.graph
+
+
 @register("remove-zero-reads")
 def remove_zero_reads(ir: IRGraph) -> IRGraph:
-    g = ir.copy_graph()
+    cow = _CopyOnWrite(ir)
     shapes = dict(ir.shape_map())
     for n in list(ir.nodes()):
         p = ir.payload(n)
@@ -92,28 +110,27 @@ def remove_zero_reads(ir: IRGraph) -> IRGraph:
         keep = [o for o in ops if not _is_zero(ir, o)]
         if len(keep) in (0, len(ops)) or not _feeds_linear_input(ir, n):
             continue
-        _reindex(g, n, keep)
+        _reindex(cow.g, n, keep)
         old = shapes[n]
         shapes[n] = type(old)(sum(ir.shape(o).channels for o in keep), old.height, old.width)
         node = n  # activations between the concat and the conv shrink with it
         while not isinstance(ir.payload(ir.users(node)[0]).op, arch.Conv | arch.SmashOp):
             node = ir.users(node)[0]
             shapes[node] = shapes[n]
-    return ir.with_graph(g, shapes=shapes)
+    return ir if cow.copy is None else ir.with_graph(cow.copy, shapes=shapes)
 
 
 @register("fold-trivial")
 def fold_trivial(ir: IRGraph) -> IRGraph:
     g = ir.copy_graph()
-    view = ir.with_graph(g)
     for n in list(ir.nodes()):
         p = ir.payload(n)
-        ops = view.operands(n)
+        ops = graph_operands(g, n)
         if isinstance(p, Concat | Add) and len(ops) == 1:
             _bypass(g, n, ops[0])
         elif isinstance(p, Slice) and p.start == 0 and ir.shape(ops[0]).channels == p.stop:
             _bypass(g, n, ops[0])
-        elif isinstance(p, BankVersion) and len(ops) == 2 and _is_zero(view, ops[0]):
+        elif isinstance(p, BankVersion) and len(ops) == 2 and _is_zero(ir, ops[0]):
             _reindex(g, n, ops[1:])
     return ir.with_graph(g, shapes=_drop_shapes(ir, g))
 
@@ -122,17 +139,19 @@ def fold_trivial(ir: IRGraph) -> IRGraph:
 def remove_dead_writes(ir: IRGraph) -> IRGraph:
     out = next(n for n in ir.graph if isinstance(ir.payload(n), Output))
     live = nx.ancestors(ir.graph, out) | {out}
+    if len(live) == len(ir.graph):
+        return ir
     g = ir.graph.subgraph([n for n in ir.graph if n in live]).copy()
     return ir.with_graph(g, shapes=_drop_shapes(ir, g))
 
 
 @register("canonicalize")
 def canonicalize(ir: IRGraph) -> IRGraph:
-    g = ir.copy_graph()
+    cow = _CopyOnWrite(ir)
     for n in ir.graph:
-        if isinstance(ir.payload(n), Add):
-            _reindex(g, n, sorted(ir.operands(n)))
-    return ir.with_graph(g)
+        if isinstance(ir.payload(n), Add) and ir.operands(n) != sorted(ir.operands(n)):
+            _reindex(cow.g, n, sorted(ir.operands(n)))
+    return ir if cow.copy is None else ir.with_graph(cow.copy)
 
 
 def _weight_free(p) -> bool:
@@ -143,7 +162,7 @@ def _weight_free(p) -> bool:
     return False
 
 
-def _cse_key(ir: IRGraph, n: str):
+def _cse_key(ir: IRGraph, g: nx.DiGraph, n: str):
     p = ir.payload(n)
     if isinstance(p, OpNode):
         what = p.op
@@ -151,13 +170,12 @@ def _cse_key(ir: IRGraph, n: str):
         what = ("slice", p.start, p.stop)
     else:
         what = type(p).__name__
-    return (what, tuple(ir.operands(n)))
+    return (what, tuple(graph_operands(g, n)))
 
 
 @register("cse")
 def cse(ir: IRGraph) -> IRGraph:
-    g = ir.copy_graph()
-    view = ir.with_graph(g)
+    cow = _CopyOnWrite(ir)
     seen: dict = {}
     for n in list(ir.nodes()):
         p = ir.payload(n)
@@ -169,9 +187,11 @@ def cse(ir: IRGraph) -> IRGraph:
             and not all(_weight_free(ir.payload(u)) for u in ir.users(n))
         ):
             continue  # a weighted layer's reads: merging them would hide which layer reads
-        key = _cse_key(view, n)
+        key = _cse_key(ir, cow.current(), n)
         if key in seen:
-            _bypass(g, n, seen[key])
+            _bypass(cow.g, n, seen[key])
         else:
             seen[key] = n
-    return ir.with_graph(g, shapes=_drop_shapes(ir, g))
+    if cow.copy is None:
+        return ir
+    return ir.with_graph(cow.copy, shapes=_drop_shapes(ir, cow.copy))

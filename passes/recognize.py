@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import networkx as nx
 from networkx.algorithms import isomorphism as iso
-from smashc.passes import register
 
 from smashc import arch
 from smashc.ir.graph import IRGraph, Pattern, StageInfo
 from smashc.ir.nodes import BankVersion
+from smashc.passes import register
 
 
 def access_graph(ir: IRGraph, block: str) -> nx.DiGraph:

@@ -10,11 +10,11 @@ shapes agree with each payload's rule (re-derived by infer-shapes).
 from __future__ import annotations
 
 import networkx as nx
-from smashc.passes import register
 
 from smashc.diagnostics import NOSPAN, Diagnostic, SmashError, error
 from smashc.ir.graph import IRGraph
 from smashc.ir.nodes import Add, BankVersion, Concat, Input, OpNode, Output, Slice
+from smashc.passes import register
 
 # (min, max) operands per payload type.
 _ARITY = {

@@ -10,9 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from smashc.passes import run_pipeline
-from smashc.runtime.hypernet import HyperNet, HyperNetConfig
-from smashc.runtime.sampler import SearchSpace
 from torch import fx, nn
 
 from smashc.backends.encoding import Encoding, encode, op_weights
@@ -21,6 +18,9 @@ from smashc.frontend import ast
 from smashc.frontend.expand import expand
 from smashc.frontend.loader import Program
 from smashc.ir import IRGraph, lower
+from smashc.passes import TRAINING_PIPELINE, run_pipeline
+from smashc.runtime.hypernet import HyperNet, HyperNetConfig
+from smashc.runtime.sampler import SearchSpace
 
 
 @dataclass(frozen=True)
@@ -35,7 +35,7 @@ class Compiled:
 
 def compile_arch(module: ast.Module, shared: SharedWeights) -> Compiled:
     """AST -> IR -> passes -> encoding -> fx (HyperNet-weight mode on ``shared``)."""
-    ir = run_pipeline(lower(expand(Program(module, "<sampled>")))).ir
+    ir = run_pipeline(lower(expand(Program(module, "<sampled>"))), TRAINING_PIPELINE).ir
     enc = encode(ir, shared.cfg)
     return Compiled(module, ir, enc, to_fx_hyper(ir, shared, enc))
 

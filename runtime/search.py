@@ -21,16 +21,16 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F  # noqa: N812
-from smashc.runtime.data import Batches, Dataset, Subset, split
-from smashc.runtime.hypernet import HyperNetConfig
-from smashc.runtime.oneshot import Compiled, OneShot
-from smashc.runtime.sampler import Sampler, SearchSpace
 from tqdm import tqdm
 
 from smashc import arch, report
 from smashc.diagnostics import SmashError, Span, error
 from smashc.frontend import ast
 from smashc.frontend.printer import module as print_module
+from smashc.runtime.data import Batches, Dataset, Subset, split
+from smashc.runtime.hypernet import HyperNetConfig
+from smashc.runtime.oneshot import Compiled, OneShot
+from smashc.runtime.sampler import Sampler, SearchSpace
 
 # --- configuration ---------------------------------------------------------------------------
 

@@ -60,9 +60,16 @@ class IRGraph:
     def payload(self, node: str) -> Payload:
         return self.graph.nodes[node]["payload"]
 
+    @functools.cached_property
+    def _operands(self) -> dict[str, list[str]]:
+        ops: dict[str, list[tuple[int, str]]] = {n: [] for n in self.graph}
+        for src, dst, index in self.graph.edges(data="index"):
+            ops[dst].append((index, src))
+        return {n: [src for _, src in sorted(pairs)] for n, pairs in ops.items()}
+
     def operands(self, node: str) -> list[str]:
-        preds = self.graph.in_edges(node, data="index")
-        return [src for src, _, _ in sorted(preds, key=lambda e: e[2])]
+        """The node's operands in index order (cached: an IRGraph's graph is never mutated)."""
+        return list(self._operands[node])
 
     def users(self, node: str) -> list[str]:
         return sorted(self.graph.successors(node))
@@ -109,6 +116,12 @@ class IRGraph:
 
     def copy_graph(self) -> nx.DiGraph:
         return self.graph.copy()
+
+
+def graph_operands(g: nx.DiGraph, node: str) -> list[str]:
+    """Operands of ``node`` in a graph being rewritten (no caching)."""
+    preds = g.in_edges(node, data="index")
+    return [src for src, _, _ in sorted(preds, key=lambda e: e[2])]
 
 
 def add_node(g: nx.DiGraph, node: str, payload: Payload, operands: list[str], kind="data") -> str:
