@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: help setup demo test lint fmt-check clean
+.PHONY: help setup system demo examples test bench lint clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -14,9 +14,21 @@ $(BIN)/smashc: pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test]'
 	@touch $@
 
-setup: $(BIN)/smashc  ## create .venv and install smashc with its test tools
+setup: $(BIN)/smashc system  ## create .venv, install smashc and its test tools (and the Debian packages)
 
-demo: setup  ## main job: check, compile, report and draw every bundled example into out/
+system:  ## install graphviz and Fashion-MNIST from Debian when missing (needs root)
+	@missing=""; command -v dot >/dev/null || missing="graphviz"; \
+	test -d /usr/share/datasets/fashion-mnist || missing="$$missing dataset-fashion-mnist"; \
+	if [ -n "$$missing" ]; then \
+		if [ "$$(id -u)" = 0 ]; then \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+		else echo "please install the Debian packages:$$missing"; fi; \
+	fi
+
+demo: setup  ## main job: a SMASH search on Fashion-MNIST (preset demo) into runs/demo
+	$(BIN)/smashc search --preset demo --out runs/demo
+
+examples: setup  ## check, compile, report and draw every bundled example into out/
 	$(BIN)/smashc check examples/*.smash
 	@mkdir -p out
 	@fmt=png; command -v dot >/dev/null || { fmt=dot; echo "graphviz not installed: writing .dot files"; }; \
@@ -36,4 +48,4 @@ lint: setup  ## ruff lint and format check
 	$(BIN)/ruff format --check smashc grammar passes runtime tests
 
 clean:  ## remove the virtual environment and outputs
-	rm -rf $(VENV) out build *.egg-info
+	rm -rf $(VENV) out runs build *.egg-info
