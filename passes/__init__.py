@@ -10,8 +10,8 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from smashc.diagnostics import SmashError, error
-from smashc.ir.graph import IRGraph
+from smashc.diagnostics import SmashError, Span, error
+from smashc.ir.graph import IRGraph, MissingAnalysis
 
 Pass = Callable[[IRGraph], IRGraph]
 
@@ -78,8 +78,6 @@ def run_pipeline(
     """Runs ``names`` in order; with ``verify_each`` the verifier runs after every pass."""
     unknown = [n for n in names if n not in PASSES]
     if unknown:
-        from smashc.diagnostics import Span
-
         listed = ", ".join(sorted(PASSES))
         span = Span("<command line>", 1, 1, 1, 1)
         msg = f"unknown pass '{unknown[0]}' (passes: {listed})"
@@ -92,6 +90,10 @@ def run_pipeline(
             out = PASSES[name](result.ir)
         except SmashError:
             raise
+        except MissingAnalysis as exc:
+            span = Span("<command line>", 1, 1, 1, 1)
+            msg = f"pass '{name}' needs inferred {exc.what}: run infer-shapes before it"
+            raise SmashError([error("E0102", msg, span)]) from None
         except Exception as exc:
             after = ", ".join(done) or "nothing"
             raise PassFailure(f"pass '{name}' crashed (after: {after}): {exc!r}") from exc

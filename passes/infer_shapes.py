@@ -84,11 +84,17 @@ def derive_shapes(ir: IRGraph) -> tuple[dict[str, Shape], list[Diagnostic]]:
     """Shapes of all nodes whose operands have shapes, and the errors found on the way."""
     shapes: dict[str, Shape] = {}
     errs: list[Diagnostic] = []
-    block_hw: dict[str, tuple[int, int]] = {}
-    for n in ir.graph:  # a block's input slices give its resolution, even for all-zero banks
-        p = ir.payload(n)
-        if isinstance(p, Slice) and p.layer is None:
-            block_hw.setdefault(p.stage, ir.operands(n)[0])  # type: ignore[arg-type]
+    # A block's resolution is its input's, even for banks that stay all-zero: the input is
+    # the operand from outside the block of one of its nodes (an input slice or bank v0).
+    blocks = {b.name for b in ir.blocks}
+    block_hw: dict[str, str] = {}
+    for n in ir.graph:
+        stage = getattr(ir.payload(n), "stage", None)
+        if stage in blocks and stage not in block_hw:
+            for o in ir.operands(n):
+                if getattr(ir.payload(o), "stage", None) != stage:
+                    block_hw[stage] = o
+                    break
     for n in ir.nodes():
         p = ir.payload(n)
         ins = [shapes.get(o) for o in ir.operands(n)]

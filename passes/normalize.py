@@ -15,9 +15,10 @@ canonicalize
     Post: the operands of every commutative add are ordered by node id.
 cse
     Post: no two weight-free nodes (activations, pools, gap, chanpad, slice, concat, add) apply
-    the same operation to the same operands, except the read-concats of layers with weights
-    (kept, so every weighted layer still shows what it reads). Nodes with weights are never
-    merged: two equal convs on the same input still have their own weights.
+    the same operation to the same operands, except across a layer with weights: its nodes
+    merge only among themselves, so every weighted layer still shows what it reads (weight-
+    free layers merge freely). Nodes with weights are never merged: two equal convs on the
+    same input still have their own weights.
 """
 
 from __future__ import annotations
@@ -175,19 +176,21 @@ def _cse_key(ir: IRGraph, g: nx.DiGraph, n: str):
 
 @register("cse")
 def cse(ir: IRGraph) -> IRGraph:
+    # Nodes of a layer with weights only merge with nodes of the same layer, so every
+    # weighted layer keeps its own reads; weight-free layers may merge with each other.
+    weighted = {
+        p.layer
+        for n in ir.graph
+        if isinstance(p := ir.payload(n), OpNode) and p.layer is not None and not _weight_free(p)
+    }
     cow = _CopyOnWrite(ir)
     seen: dict = {}
     for n in list(ir.nodes()):
         p = ir.payload(n)
         if not _weight_free(p):
             continue
-        if (
-            isinstance(p, Concat)
-            and p.layer is not None
-            and not all(_weight_free(ir.payload(u)) for u in ir.users(n))
-        ):
-            continue  # a weighted layer's reads: merging them would hide which layer reads
-        key = _cse_key(ir, cow.current(), n)
+        layer = getattr(p, "layer", None)
+        key = (_cse_key(ir, cow.current(), n), layer if layer in weighted else None)
         if key in seen:
             _bypass(cow.g, n, seen[key])
         else:

@@ -38,7 +38,7 @@ def access_graph(ir: IRGraph, block: str) -> nx.DiGraph:
         g.add_node(("bank", n), kind=role)
         for o in ir.operands(n):
             q = ir.payload(o)
-            if isinstance(q, BankVersion) and ir.operands(o):
+            if isinstance(q, BankVersion) and q.stage == block and ir.operands(o):
                 g.add_edge(("bank", o), ("bank", n), kind="accumulate")
             elif o in layer_of:
                 g.add_node(("layer", layer_of[o]), kind="layer")
@@ -47,6 +47,28 @@ def access_graph(ir: IRGraph, block: str) -> nx.DiGraph:
             if user in layer_of:
                 g.add_node(("layer", layer_of[user]), kind="layer")
                 g.add_edge(("bank", n), ("layer", layer_of[user]), kind="read")
+    return _merge_unread_versions(g)
+
+
+def _merge_unread_versions(g: nx.DiGraph) -> nx.DiGraph:
+    """Contracts each bank version that nothing reads into the version that adds to it.
+
+    Additions commute, so writes into a bank between two reads of it form a set, not a
+    sequence: after this, the order in which layers add into a join does not matter.
+    """
+    changed = True
+    while changed:
+        changed = False
+        for u, v, kind in list(g.edges(data="kind")):
+            if kind == "accumulate" and g.out_degree(u) == 1:
+                merged_kind = (
+                    "input" if "input" in (g.nodes[u]["kind"], g.nodes[v]["kind"]) else "version"
+                )
+                g = nx.contracted_nodes(g, v, u, self_loops=False, copy=True)
+                g.nodes[v]["kind"] = merged_kind
+                g.nodes[v].pop("contraction", None)
+                changed = True
+                break
     return g
 
 
@@ -63,7 +85,7 @@ def _same_shape(a: nx.DiGraph, b: nx.DiGraph) -> bool:
 
 
 def _canonical(
-    banks: tuple[int, ...], layers: list[tuple[tuple[int, ...], int]], output
+    banks: tuple[int, ...], layers: list[tuple[tuple[int, ...], int]], output, inputs: int = 1
 ) -> nx.DiGraph:
     """Access graph of a block with these banks and (reads, written bank) layers."""
     from smashc.ir.lower import lower
@@ -73,7 +95,7 @@ def _canonical(
         for i, (reads, write) in enumerate(layers)
     )
     blk = arch.Block("b", banks, lays, tuple(output))
-    net = arch.Network("canonical", (banks[0], 1, 1), 1, (blk,))
+    net = arch.Network("canonical", (sum(banks[:inputs]), 1, 1), 1, (blk,))
     return access_graph(lower(net), "b")
 
 
@@ -82,7 +104,7 @@ def _densenet(info: StageInfo) -> Pattern | None:
     if n == 0 or len(info.banks) != m + n or len(set(info.banks[m:])) != 1:
         return None
     layers = [(tuple(range(m + i)), m + i) for i in range(n)]
-    return _canonical(info.banks, layers, range(m + n)), Pattern(
+    return _canonical(info.banks, layers, range(m + n), m), Pattern(
         "densenet", (("depth", n), ("growth", info.banks[m]))
     )
 

@@ -1,4 +1,4 @@
-"""The ``smashc`` command line: check, fmt, expand. User errors print diagnostics and exit 1."""
+"""The ``smashc`` command line: check, fmt, expand, compile, visualize, search, train."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from smashc.frontend.expand import expand
 from smashc.frontend.flatten import to_module
 from smashc.frontend.loader import load_file, read_source
 from smashc.frontend.parser import parse
+from smashc.ir.graph import MissingAnalysis
 
 
 class _UsageError(SmashError):
@@ -169,6 +170,11 @@ def cmd_compile(args: argparse.Namespace) -> int:
     except SmashError as exc:
         sources = {**(program.sources if program else {}), **exc.sources}
         print(SmashError(exc.diagnostics, sources).render(), file=sys.stderr)
+        return 1
+    except MissingAnalysis as exc:
+        span = Span("<command line>", 1, 1, 1, 1)
+        msg = f"this output needs inferred {exc.what}: include infer-shapes in --passes"
+        print(SmashError([error("E0102", msg, span)]).render(), file=sys.stderr)
         return 1
     if args.time_passes:
         total = sum(t for _, t in result.timings)

@@ -13,6 +13,14 @@ from smashc.diagnostics import NOSPAN, Span
 from smashc.ir.nodes import Payload, Shape
 
 
+class MissingAnalysis(ValueError):
+    """A pass or backend needs an analysis (e.g. shapes) that no earlier pass computed."""
+
+    def __init__(self, what: str):
+        super().__init__(f"{what} are not inferred yet; run the infer-shapes pass first")
+        self.what = what
+
+
 @dataclass(frozen=True)
 class StageInfo:
     """One stage of the network in order: a stem, block, transition or head."""
@@ -99,12 +107,12 @@ class IRGraph:
 
     def shape_map(self) -> Mapping[str, Shape]:
         if self.shapes is None:
-            raise ValueError("shapes are not inferred yet; run the infer-shapes pass")
+            raise MissingAnalysis("shapes")
         return self.shapes
 
     def shape(self, node: str) -> Shape:
         if self.shapes is None:
-            raise ValueError("shapes are not inferred yet; run the infer-shapes pass")
+            raise MissingAnalysis("shapes")
         return self.shapes[node]
 
     # --- derivation
