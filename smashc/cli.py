@@ -45,25 +45,39 @@ def _overrides(pairs: Sequence[str]) -> dict[str, int]:
     return out
 
 
-def _summary(net) -> str:
-    layers = sum(len(b.layers) for b in net.blocks)
-    return f"network {net.name}: {len(net.blocks)} blocks, {layers} layers"
-
-
 def cmd_check(args: argparse.Namespace) -> int:
+    """Front end plus the default pass pipeline, so shape errors are found too."""
+    from smashc.pipeline import compile_program
+
     failed = False
     overrides = _overrides(args.define)
+    used: set[str] = set()
     for f in args.files:
         try:
             program = load_file(f)
-            if program.network is not None:
-                net = expand(program, overrides)
-                print(f"{f}: ok ({_summary(net)})")
-            else:
+            if program.network is None:
                 print(f"{f}: ok (library)")
+                continue
+            names = {p.name for p in program.network.params}
+            # with several files, -D applies to those whose network has the parameter
+            mine = (
+                overrides
+                if len(args.files) == 1
+                else {k: v for k, v in overrides.items() if k in names}
+            )
+            used |= mine.keys()
+            ir = compile_program(program, mine).ir
+            layers = sum(len(b.layers) for b in ir.blocks)
+            print(f"{f}: ok (network {ir.name}: {len(ir.blocks)} blocks, {layers} layers)")
         except SmashError as exc:
             print(exc.render(), file=sys.stderr)
             failed = True
+    unused = sorted(set(overrides) - used)
+    if len(args.files) > 1 and unused:
+        span = Span("<command line>", 1, 1, 1, 1)
+        msg = f"no network among the files has a parameter '{unused[0]}'"
+        print(SmashError([error("E0102", msg, span)]).render(), file=sys.stderr)
+        failed = True
     return 1 if failed else 0
 
 

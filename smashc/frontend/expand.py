@@ -140,6 +140,7 @@ class _BlockState:
         self.output: tuple[int, ...] | None = None
         self.written: set[int] | None = None  # set once the input has been placed
         self.banks_span: Span | None = None
+        self.output_spans: tuple[Span, ...] = ()
 
 
 class Expander:
@@ -435,8 +436,9 @@ class Expander:
             elif item.name in OPS:
                 ops.append(self.build(item, scope))
             elif item.name in self.program.macros:
-                ops.extend(self.macro(item, scope))
-                self.ops_made += len(ops)
+                expanded = self.macro(item, scope)
+                ops.extend(expanded)
+                self.ops_made += len(expanded)
                 if self.ops_made > MAX_OPS:
                     self.fail("E0104", f"macros expand to more than {MAX_OPS} ops", item.span)
             else:
@@ -515,7 +517,7 @@ class Expander:
                     self.fail("E0104", "banks must be declared before the first layer", s.span)
                 st.banks_span = st.banks_span or s.span
                 for g in groups:
-                    count = self.int_value(g.count, scope, "a bank count", 1)
+                    count = self.int_value(g.count, scope, "a bank count", 0)
                     width = self.int_value(g.width, scope, "a bank width", 1)
                     if len(st.banks) + count > MAX_BANKS:
                         self.fail("E0104", f"a block has at most {MAX_BANKS} banks", g.span)
@@ -525,16 +527,13 @@ class Expander:
             case ast.Output(banks):
                 if st.output is not None:
                     self.fail("E0103", "the block's output is declared twice", s.span)
-                written = self.place_input(st, s.span)
                 idx = self.bank_indices(banks, st, scope)
                 if not idx:
                     self.fail("E0104", "output lists no banks", s.span)
                 if len({b for b, _ in idx}) != len(idx):
                     self.fail("E0104", "output lists a bank twice", s.span)
-                for b, span in idx:
-                    if b not in written:
-                        self.fail("E0202", f"block output bank {b} is never written", span)
                 st.output = tuple(b for b, _ in idx)
+                st.output_spans = tuple(span for _, span in idx)
             case ast.Repeat():
                 self.repeat(s, scope, lambda body, sc: self.block_stmts(body, st, sc))
             case ast.If(cond, then, orelse):
@@ -563,12 +562,14 @@ class Expander:
                 if b in seen:
                     self.fail("E0104", f"layer {verb} bank {b} twice", span)
                 seen.add(b)
+        # Even if the op fails below, later layers may rely on these banks holding data:
+        # marking them now avoids follow-on "never written" errors.
+        written.update(b for b, _ in writes)
         ops = self.seq(s.seq, scope)
         cin = sum(st.banks[b] for b, _ in reads)
         out = seq_channels(ops, cin, self.bag)
         if out is not None:
             self.check_write(out, [b for b, _ in writes], st, s)
-        written.update(b for b, _ in writes)
         name = self.unique(s.name or f"{st.name}_l{len(st.layers)}")
         layer = arch.Layer(
             name, tuple(b for b, _ in reads), tuple(b for b, _ in writes), ops, s.mode, s.span
@@ -599,13 +600,16 @@ class Expander:
         self.block_stmts(body, st, scope.child(in_channels=_known(cin)))
         if not st.banks:
             self.fail("E0104", f"block '{st.name}' declares no banks", span)
-        self.place_input(st, span)
+        written = self.place_input(st, span)
         output = st.output if st.output is not None else tuple(range(len(st.banks)))
         if st.output is None:
             for b in output:
-                if b not in (st.written or set()):
+                if b not in written:
                     msg = f"block bank {b} is never written (it is part of the block output)"
                     self.fail("E0202", msg, span)
+        for b, where in zip(st.output or (), st.output_spans, strict=True):
+            if b not in written:
+                self.fail("E0202", f"block output bank {b} is never written", where)
         return arch.Block(st.name, tuple(st.banks), tuple(st.layers), output, template, span)
 
     # --- control flow
