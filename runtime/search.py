@@ -13,6 +13,8 @@ import json
 import math
 import os
 import shutil
+import signal
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -231,6 +233,16 @@ def train_smash(
 
     model.train()
     pool = ThreadPoolExecutor(1)  # compiles the next architecture while this step computes
+    # Ctrl-C only raises a flag; the loop stops between steps, so the checkpoint never holds
+    # a half-applied update. A second Ctrl-C interrupts at once.
+    stop = {"requested": False}
+
+    def on_sigint(signum, frame):
+        if stop["requested"]:
+            raise KeyboardInterrupt
+        stop["requested"] = True
+
+    previous = signal.signal(signal.SIGINT, on_sigint) if _main_thread() else None
     try:
         for epoch in range(epoch0, t.epochs):
             first = step0 if epoch == epoch0 else 0
@@ -248,22 +260,22 @@ def train_smash(
                 if step >= per_epoch:
                     break
                 g = epoch * per_epoch + step
+                if stop["requested"]:
+                    bar.close()
+                    save(epoch, step)
+                    raise _Interrupted
                 compiled = pending.result()
                 if step + 1 < per_epoch:
                     pending = pool.submit(compile_step, g + 1)
                 gen = torch.Generator(device="cpu").manual_seed(_seed(cfg.seed, 3, g))
                 c = compiled.enc.tensor
                 z = torch.randn(1, 1, *c.shape[2:], generator=gen).to(device)
-                try:
-                    logits = model(x, compiled, z)
-                    loss = F.cross_entropy(logits, y)
-                    opt.zero_grad(set_to_none=True)
-                    loss.backward()
-                    opt.step()
-                    sched.step()
-                except KeyboardInterrupt:
-                    save(epoch, step)
-                    raise _Interrupted from None
+                logits = model(x, compiled, z)
+                loss = F.cross_entropy(logits, y)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                sched.step()
                 acc = (logits.argmax(1) == y).float().mean().item()
                 rate = (step + 1 - first) / (time.perf_counter() - started)
                 _append_jsonl(
@@ -286,7 +298,13 @@ def train_smash(
         raise _Interrupted from None
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
     return model
+
+
+def _main_thread() -> bool:
+    return threading.current_thread() is threading.main_thread()
 
 
 # --- scoring, ranking, refinement -----------------------------------------------------------
@@ -506,9 +524,18 @@ def evaluate(model: torch.nn.Module, batches: Batches) -> tuple[float, float]:
 
 
 def train_final(
-    source: str, cfg: SearchConfig, ds: Dataset, train: Subset, val: Subset, out: Path, device
+    source: str,
+    cfg: SearchConfig,
+    ds: Dataset,
+    train: Subset,
+    val: Subset,
+    out: Path,
+    device,
+    file: str = "final.smash",
 ) -> dict:
-    """Trains one architecture normally; writes metrics, curves and the exported model."""
+    """Trains one architecture normally; writes metrics, curves and the exported model.
+
+    The architecture's input and classes must match the dataset's (SmashError otherwise)."""
     from smashc.backends.export import export_package
     from smashc.backends.fx import class_name, to_fx
     from smashc.frontend.loader import load_text
@@ -518,7 +545,18 @@ def train_final(
     out.mkdir(parents=True, exist_ok=True)
     fc = cfg.final
     torch.manual_seed(_seed(cfg.seed, 7))
-    ir = compile_program(load_text(source, "final.smash")).ir
+    base = Path(file).resolve().parent if file != "final.smash" else None
+    program = load_text(source, file, base)
+    ir = compile_program(program).ir
+    if ir.input != ds.shape or ir.classes != ds.classes:
+        span = next((s.span for s in ir.stages), Span(file, 1, 1, 1, 1))
+        shape = "x".join(map(str, ir.input))
+        msg = (
+            f"the network takes {shape} inputs and {ir.classes} classes, but the dataset "
+            f"'{ds.name}' has {'x'.join(map(str, ds.shape))} images and {ds.classes} classes; "
+            "change its 'input' and 'classes' lines"
+        )
+        raise SmashError([error("E0704", msg, span)], program.sources)
     model = to_fx(ir).to(device)
     if fc.train_images is not None and fc.train_images < len(train):
         train = Subset(train.x[: fc.train_images], train.y[: fc.train_images])
@@ -626,9 +664,12 @@ def prepare(cfg: SearchConfig) -> tuple[SearchConfig, Dataset, Subset, Subset]:
 def search(cfg: SearchConfig, out: Path, resume: bool = False, final: bool = True) -> dict:
     """HyperNet training, scoring, ranking, refinement and (unless ``final`` is False) the
     final training of the winner. Returns a summary with the paths of the main outputs."""
-    out.mkdir(parents=True, exist_ok=True)
     device = resolve_device(cfg.device)
     cfg, ds, train, val = prepare(cfg)
+    out.mkdir(parents=True, exist_ok=True)
+    if not resume:  # a fresh run never reuses another run's results
+        for stale in ("checkpoint.pt", "train.jsonl", "scores.jsonl", "summary.json"):
+            (out / stale).unlink(missing_ok=True)
     (out / "config.json").write_text(json.dumps(cfg.to_json(), indent=2) + "\n", encoding="utf-8")
     model = train_smash(cfg, ds, train, out, resume, device)
     scored = score_all(model, cfg, val, ds, out, device)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -256,11 +257,9 @@ def cmd_search(args: argparse.Namespace) -> int:
         print(exc.render(), file=sys.stderr)
         return 1
     except search._Interrupted:
-        print(
-            f"interrupted; checkpoint saved. Continue with: smashc search --resume --out {out}"
-            + (f" --preset {args.preset}" if args.preset != "demo" else ""),
-            file=sys.stderr,
-        )
+        argv = [a for a in args.argv if a != "--resume"]
+        again = shlex.join(["smashc", argv[0], "--resume", *argv[1:]])
+        print(f"interrupted; checkpoint saved. Continue with: {again}", file=sys.stderr)
         return 130
     print(f"ranking:            {summary['ranking']}")
     err = summary["best_smash_error"]
@@ -284,11 +283,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     out = Path(args.out)
     try:
         name, text = read_source(args.file)
+        expand(load_file(args.file))  # located errors before any data is loaded
         device = search.resolve_device(cfg.device)
         cfg, ds, train, val = search.prepare(cfg)
-        program = load_file(args.file)
-        expand(program)  # located errors before any training starts
-        result = search.train_final(text, cfg, ds, train, val, out, device)
+        result = search.train_final(text, cfg, ds, train, val, out, device, file=name)
     except SmashError as exc:
         print(exc.render(), file=sys.stderr)
         return 1
@@ -402,7 +400,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    args.argv = argv
     try:
         return args.run(args)
     except _UsageError as exc:

@@ -1,0 +1,476 @@
+"""End-to-end tests of ``smashc search`` and ``smashc train`` (subprocesses, synthetic data).
+
+* ``smashc search --preset smoke`` writes the documented outputs (docs/search.md);
+* a run killed with SIGKILL and resumed with ``--resume`` is identical to an uninterrupted
+  one (per-step losses, weights, ranking), and scoring resumes from ``scores.jsonl``;
+* ``smashc train`` trains a .smash file and exports it;
+* user errors exit 1 with a located message and no traceback.
+
+The subprocesses run with ``OMP_NUM_THREADS=1``: these networks are tiny, and on a busy
+2-core machine OpenMP threads make a smoke search 4x slower without changing any result.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from smashc.cli import main
+from smashc.frontend.expand import expand
+from smashc.frontend.loader import load_file
+
+ROOT = Path(__file__).resolve().parent.parent
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+HEADER = ["rank", "smash_error", "params", "macs", "source", "index", "smash_file"]
+LOCATED = re.compile(r"^\S.*:\d+:\d+: error\[E\d{4}\]: \S", re.MULTILINE)
+
+
+def smashc(*args: object, cwd: Path | None = None, timeout: float = 300):
+    return subprocess.run(
+        [sys.executable, "-m", "smashc", *map(str, args)],
+        cwd=cwd or ROOT,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def ok(proc: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
+    assert proc.returncode == 0, f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr[-3000:]}"
+    assert "Traceback" not in proc.stderr, proc.stderr
+    return proc
+
+
+def read_ranking(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="", encoding="utf-8") as f:
+        rows = list(csv.reader(f))
+    assert rows[0] == HEADER
+    return [dict(zip(HEADER, r, strict=True)) for r in rows[1:]]
+
+
+def jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def state_dict(path: Path) -> dict[str, torch.Tensor]:
+    return torch.load(path, map_location="cpu", weights_only=True)["model"]
+
+
+# --- a whole smoke search -------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
+    out = tmp_path_factory.mktemp("smoke") / "run"
+    return out, ok(smashc("search", "--preset", "smoke", "--out", out))
+
+
+def test_smoke_search_writes_the_documented_outputs(smoke):
+    out, proc = smoke
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["dataset"] == "synthetic"
+    assert cfg["space"]["input"] == [3, 16, 16] and cfg["space"]["classes"] == 10
+    archs, refine = cfg["score"]["archs"], cfg["score"]["refine"]
+    assert (archs, refine) == (4, 2)
+
+    rows = read_ranking(out / "ranking.csv")
+    assert len(rows) == archs + refine
+    assert [int(r["rank"]) for r in rows] == list(range(1, len(rows) + 1))
+    errors = [float(r["smash_error"]) for r in rows]
+    assert errors == sorted(errors) and all(0 <= e <= 1 for e in errors)
+    assert sorted(int(r["index"]) for r in rows) == list(range(archs + refine))
+    assert sorted(r["source"] for r in rows) == ["refine"] * refine + ["sample"] * archs
+    for r in rows:
+        assert int(r["params"]) > 0 and int(r["macs"]) > 0
+        assert (out / r["smash_file"]).is_file()
+    best = (out / rows[0]["smash_file"]).read_text()
+    assert (out / "top" / "rank1.smash").read_text() == best
+    assert len(jsonl(out / "scores.jsonl")) == archs + refine
+    steps = cfg["train"]["epochs"] * cfg["train"]["steps_per_epoch"]
+    assert [r["global_step"] for r in jsonl(out / "train.jsonl")] == list(range(steps))
+    assert (out / "checkpoint.pt").is_file()
+
+    for f in ("scores.png", "final/curves.png", "top/rank1.png"):
+        if f.endswith("rank1.png") and not (out / f).exists():
+            f = "top/rank1.dot"  # no graphviz binary
+        assert (out / f).stat().st_size > 0, f
+    assert (out / "scores.png").read_bytes()[:4] == b"\x89PNG"
+    final = json.loads((out / "final" / "final.json").read_text())
+    assert 0 <= final["test_acc"] <= 1
+    assert final["test_error"] == pytest.approx(1 - final["test_acc"])
+    assert final["params"] > 0 and final["macs"] > 0 and final["epochs"] == 1
+    assert (out / "final" / "architecture.smash").read_text() == best
+    assert {p.name for p in (out / "final" / "model").iterdir()} >= {
+        "__init__.py",
+        "module.py",
+        "weights.pt",
+    }
+
+    summary = json.loads((out / "summary.json").read_text())
+    lines = proc.stdout.splitlines()
+
+    def line(prefix: str) -> str:
+        found = [s for s in lines if s.startswith(prefix)]
+        assert len(found) == 1, (prefix, proc.stdout)
+        return found[0]
+
+    assert str(out / "ranking.csv") in line("ranking:")
+    assert str(out / "top" / "rank1.smash") in line("best architecture:")
+    diagram = line("its diagram:").split(":", 1)[1].strip()
+    assert diagram == summary["best_diagram"] and Path(diagram).is_file()
+    assert f"{final['test_acc']:.4f}" in line("final test accuracy:")
+    assert summary["final_test_accuracy"] == final["test_acc"]
+
+
+def test_best_architecture_passes_check(smoke):
+    out, _ = smoke
+    proc = ok(smashc("check", out / "top" / "rank1.smash", out / "top" / "rank2.smash"))
+    assert proc.stdout.count(": ok (network") == 2
+
+
+def test_exported_final_model_is_importable_and_matches_the_test_accuracy(smoke):
+    out, _ = smoke
+    probe = (
+        "import torch; from model import load; m = load().eval(); "
+        "print(tuple(m(torch.zeros(2, 3, 16, 16)).shape))"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", probe],
+        cwd=out / "final",
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "(2, 10)"
+
+    from smashc.backends.export import load as load_package
+    from smashc.runtime.data import Batches, load
+    from smashc.runtime.search import evaluate
+
+    model = load_package(out / "final" / "model")
+    ds = load("synthetic")
+    _, acc = evaluate(model, Batches(ds, ds.test, 500, 0, shuffle=False))
+    final = json.loads((out / "final" / "final.json").read_text())
+    assert acc == pytest.approx(final["test_acc"])
+
+
+@pytest.mark.slow
+def test_smoke_search_is_deterministic(smoke, tmp_path):
+    out, _ = smoke
+    ok(smashc("search", "--preset", "smoke", "--out", tmp_path / "again"))
+    assert (tmp_path / "again" / "ranking.csv").read_text() == (out / "ranking.csv").read_text()
+    a = [r["loss"] for r in jsonl(out / "train.jsonl")]
+    assert [r["loss"] for r in jsonl(tmp_path / "again" / "train.jsonl")] == a
+
+
+# --- resuming -------------------------------------------------------------------------------
+
+RESUME_ARGS = ("search", "--preset", "smoke", "--epochs", "4", "--no-final")
+STEPS_PER_EPOCH = 4
+
+
+@pytest.fixture(scope="module")
+def resumed(tmp_path_factory) -> dict:
+    """A: uninterrupted; B: SIGKILLed mid-training after its first checkpoint, then resumed."""
+    base = tmp_path_factory.mktemp("resume")
+    a, b = base / "A", base / "B"
+    # A runs alongside B (separate processes; every choice is seeded, so no interference)
+    run_a = subprocess.Popen(
+        [sys.executable, "-m", "smashc", *RESUME_ARGS, "--out", str(a)],
+        cwd=ROOT,
+        env=ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "smashc", *RESUME_ARGS, "--out", str(b)],
+        cwd=ROOT,
+        env=ENV,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    log = b / "train.jsonl"
+    deadline = time.monotonic() + 300
+    try:
+        # after the first checkpoint (end of epoch 1) and one more logged step, so the
+        # resumed run must also drop the log lines of steps after its checkpoint
+        while True:
+            assert proc.poll() is None, "the run ended before it could be killed"
+            assert time.monotonic() < deadline, "no checkpoint after 300 s"
+            if (b / "checkpoint.pt").exists() and log.exists():
+                lines = log.read_text().count("\n")
+                if lines > STEPS_PER_EPOCH:
+                    break
+            time.sleep(0.002)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    stdout, stderr = run_a.communicate(timeout=300)
+    ok(subprocess.CompletedProcess(run_a.args, run_a.returncode, stdout, stderr))
+    killed_at = len(jsonl(log))
+    ckpt_epoch = torch.load(b / "checkpoint.pt", weights_only=True)["epoch"]
+    rerun = ok(smashc(*RESUME_ARGS, "--resume", "--out", b))
+    return {"A": a, "B": b, "killed_at": killed_at, "ckpt_epoch": ckpt_epoch, "rerun": rerun}
+
+
+def test_resume_after_sigkill_is_identical(resumed):
+    a, b = resumed["A"], resumed["B"]
+    total = 4 * STEPS_PER_EPOCH
+    assert resumed["killed_at"] < total, "the kill came after HyperNet training had finished"
+    assert 1 <= resumed["ckpt_epoch"] < 4
+    assert f"resuming HyperNet training at epoch {resumed['ckpt_epoch']}" in (
+        resumed["rerun"].stdout + resumed["rerun"].stderr
+    )
+    la, lb = jsonl(a / "train.jsonl"), jsonl(b / "train.jsonl")
+    key = lambda r: (r["epoch"], r["step"], r["global_step"])  # noqa: E731
+    assert (
+        [key(r) for r in lb]
+        == [key(r) for r in la]
+        == [(g // STEPS_PER_EPOCH, g % STEPS_PER_EPOCH, g) for g in range(total)]
+    )
+    assert [r["loss"] for r in lb] == [r["loss"] for r in la]
+    assert [r["lr"] for r in lb] == [r["lr"] for r in la]
+    sa, sb = state_dict(a / "checkpoint.pt"), state_dict(b / "checkpoint.pt")
+    assert sa.keys() == sb.keys()
+    for k in sa:
+        assert torch.equal(sa[k], sb[k]), k
+    assert (b / "ranking.csv").read_text() == (a / "ranking.csv").read_text()
+    scores = lambda d: sorted(jsonl(d / "scores.jsonl"), key=lambda r: r["index"])  # noqa: E731
+    assert scores(b) == scores(a)
+    assert (b / "top" / "rank1.smash").read_text() == (a / "top" / "rank1.smash").read_text()
+    assert not (a / "final").exists() and not (b / "final").exists()  # --no-final
+
+
+def test_scoring_resumes_from_scores_jsonl(resumed, tmp_path):
+    c = tmp_path / "C"
+    shutil.copytree(resumed["B"], c)
+    path = c / "scores.jsonl"
+    lines = path.read_text().splitlines(keepends=True)
+    kept = lines[::2]
+    dropped = {json.loads(s)["index"] for s in lines[1::2]}
+    assert {json.loads(s)["source"] for s in lines[1::2]} == {"sample", "refine"}
+    path.write_text("".join(kept))
+    train_log = (c / "train.jsonl").read_text()
+    (c / "ranking.csv").unlink()
+    shutil.rmtree(c / "top")
+
+    proc = ok(smashc(*RESUME_ARGS, "--resume", "--out", c))
+    assert (c / "ranking.csv").read_text() == (resumed["B"] / "ranking.csv").read_text()
+    assert (c / "train.jsonl").read_text() == train_log  # HyperNet training was finished
+    records = jsonl(path)
+    assert records[: len(kept)] == [json.loads(s) for s in kept]  # kept lines untouched
+    assert {r["index"] for r in records[len(kept) :]} == dropped  # only the missing rescored
+    by_index = {r["index"]: r for r in jsonl(resumed["B"] / "scores.jsonl")}
+    assert {r["index"]: r for r in records} == by_index
+    assert "ranking:" in proc.stdout and "final test accuracy" not in proc.stdout
+
+
+@pytest.fixture(scope="module")
+def interrupted(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
+    """A run stopped with SIGINT (Ctrl-C) during HyperNet training."""
+    out = tmp_path_factory.mktemp("interrupt") / "run"
+    args = [sys.executable, "-m", "smashc", *RESUME_ARGS, "--seed", "2", "--out", str(out)]
+
+    def default_sigint() -> None:  # a background parent may have left SIGINT ignored
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+    proc = subprocess.Popen(
+        args,
+        cwd=ROOT,
+        env=ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=default_sigint,
+    )
+    deadline = time.monotonic() + 300
+    try:
+        while not ((out / "train.jsonl").exists() and (out / "train.jsonl").read_text()):
+            assert proc.poll() is None and time.monotonic() < deadline, "no SMASH step"
+            time.sleep(0.002)
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    return out, subprocess.CompletedProcess(args, proc.returncode, stdout, stderr)
+
+
+def test_ctrl_c_stops_cleanly_with_a_resume_hint(interrupted):
+    out, proc = interrupted
+    assert proc.returncode == 130, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+    assert "interrupted" in proc.stderr and "smashc search --resume" in proc.stderr
+    assert str(out) in proc.stderr
+    assert len(jsonl(out / "train.jsonl")) < 4 * STEPS_PER_EPOCH
+
+
+def test_ctrl_c_hint_repeats_the_runs_flags(interrupted):
+    _, proc = interrupted
+    hint = proc.stderr[proc.stderr.index("smashc search --resume") :].splitlines()[0]
+    for flag in ("--preset smoke", "--epochs 4", "--seed 2", "--no-final"):
+        assert flag in hint, hint
+
+
+def test_fresh_search_into_an_old_folder_does_not_reuse_its_scores(resumed, tmp_path):
+    from dataclasses import replace
+
+    from smashc.frontend.printer import module as print_module
+    from smashc.runtime.sampler import Sampler
+    from smashc.runtime.search import PRESETS, _seed
+
+    d = tmp_path / "D"
+    shutil.copytree(resumed["A"], d)  # a finished seed-0 run
+    args = ("--seed", "1", "--epochs", "1", "--archs", "1", "--refine", "0", "--no-final")
+    ok(smashc("search", "--preset", "smoke", *args, "--out", d))
+    space = replace(PRESETS["smoke"].space, input=(3, 16, 16), classes=10)
+    want = print_module(Sampler(space, _seed(1, 5, 0)).sample(1.0, name="arch0"))
+    got = {r["index"]: r["text"] for r in jsonl(d / "scores.jsonl")}
+    assert got[0] == want
+
+
+# --- smashc train ---------------------------------------------------------------------------
+
+
+def test_train_command_trains_and_exports(smoke, tmp_path):
+    arch = tmp_path / "winner.smash"
+    shutil.copyfile(smoke[0] / "top" / "rank1.smash", arch)
+    out = tmp_path / "trained"
+    proc = ok(
+        smashc("train", arch, "--preset", "smoke", "--epochs", "1", "--lr", "0.02", "--out", out)
+    )
+    final = json.loads((out / "final.json").read_text())
+    assert 0 <= final["test_acc"] <= 1 and final["epochs"] == 1
+    assert f"test accuracy {final['test_acc']:.4f}" in proc.stdout
+    assert len(jsonl(out / "final.jsonl")) == 1
+    assert (out / "curves.png").stat().st_size > 0
+    assert (out / "architecture.smash").read_text() == arch.read_text()
+    probe = "from model import load; import torch; print(load()(torch.zeros(1, 3, 16, 16)).shape)"
+    run = subprocess.run(
+        [sys.executable, "-c", probe], cwd=out, env=ENV, capture_output=True, text=True
+    )
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == "torch.Size([1, 10])"
+
+
+def _variant(smoke, tmp_path: Path, edits: list[tuple[str, str]]) -> Path:
+    text = (smoke[0] / "top" / "rank1.smash").read_text()
+    for old, new in edits:
+        assert old in text
+        text = text.replace(old, new)
+    path = tmp_path / "variant.smash"
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize(
+    "edits",
+    [
+        [("input 3 x 16 x 16", "input 1 x 16 x 16")],
+        pytest.param(
+            [("classes 10", "classes 5"), ("linear(out=10)", "linear(out=5)")],
+            marks=pytest.mark.slow,  # the same defect as "channels"
+            id="classes",
+        ),
+    ],
+    ids=["channels", "classes"],
+)
+def test_train_rejects_an_architecture_that_does_not_fit_the_dataset(smoke, tmp_path, edits):
+    path = _variant(smoke, tmp_path, edits)
+    expand(load_file(path))  # a valid architecture, just not for this dataset
+    proc = smashc("train", path, "--preset", "smoke", "--out", tmp_path / "o")
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert LOCATED.search(proc.stderr), proc.stderr
+
+
+def run_main(argv: list[str], capsys) -> tuple[int, str, str]:
+    """``smashc ARGV`` in this process: (exit status, stdout, stderr)."""
+    try:
+        code = main(argv)
+    except SystemExit as exc:  # argparse
+        code = exc.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_train_reports_a_bad_architecture_file(tmp_path, capsys):
+    bad = tmp_path / "bad.smash"
+    bad.write_text("network broken {\n    input 3 x 16 x 16\n    classes 10 10\n}\n")
+    code, _, err = run_main(
+        ["train", str(bad), "--preset", "smoke", "--out", str(tmp_path)], capsys
+    )
+    assert code == 1
+    assert re.search(r"bad\.smash:3:16: error\[E0001\]: unexpected '10'", err), err
+    assert "3 |     classes 10 10" in err  # the source line is shown
+    assert not (tmp_path / "final.json").exists()
+
+
+# --- user errors ----------------------------------------------------------------------------
+
+ERRORS = [
+    pytest.param(
+        ["search", "--dataset", "cifar10", "--data-dir", "/nonexistent", "--preset", "smoke"],
+        r"/nonexistent:\d+:\d+: error\[E0701\]: .*CIFAR-10",
+        id="missing-dataset",
+    ),
+    pytest.param(["train", "missing.smash"], r"missing\.smash:1:1: error\[E0305\]", id="no-file"),
+    pytest.param(
+        ["search", "--device", "cuda", "--preset", "smoke"],
+        r"<command line>:1:1: error\[E0704\]: --device cuda",
+        marks=pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is available"),
+        id="no-cuda",
+    ),
+    pytest.param(
+        ["search", "--bogus"], r"smashc: error: unrecognized arguments: --bogus", id="bad-flag"
+    ),
+    pytest.param(
+        ["search", "--epochs", "many"],
+        r"smashc search: error: argument --epochs: invalid int value: 'many'",
+        id="bad-value",
+    ),
+    pytest.param(
+        ["train", "--preset", "huge", "a.smash"],
+        r"smashc train: error: argument --preset: invalid choice: 'huge'",
+        id="bad-preset",
+    ),
+]
+
+
+@pytest.mark.parametrize("args,message", ERRORS)
+def test_user_errors_exit_1_with_a_readable_message(args, message, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run_main(args, capsys)
+    assert code == 1, (code, err)
+    assert "Traceback" not in err
+    assert re.search(message, err), err
+    assert out == ""
+    assert not (tmp_path / "runs" / "train").exists()
+
+
+@pytest.mark.parametrize("args", [["train", "missing.smash"], ["search", "--bogus"]])
+def test_user_errors_in_a_real_process(args, tmp_path):
+    proc = smashc(*args, cwd=tmp_path, timeout=120)
+    assert proc.returncode == 1, (proc.returncode, proc.stderr)
+    assert "Traceback" not in proc.stderr, proc.stderr
+    assert proc.stderr.strip() and proc.stdout == ""
+    assert "error" in proc.stderr
