@@ -232,7 +232,10 @@ def write(d: Diagram, path: str | Path) -> Path:
     fmt = path.suffix.lstrip(".").lower()
     if fmt not in ("svg", "png", "pdf", "dot", "gv"):
         span = Span(str(path), 1, 1, 1, 1)
-        msg = f"unknown diagram format '.{fmt}'; use .svg, .png, .pdf or .dot"
+        what = (
+            f"unknown diagram format '{path.suffix}'" if fmt else f"'{path}' has no file extension"
+        )
+        msg = f"{what}; use .svg, .png, .pdf or .dot"
         raise SmashError([error("E0501", msg, span)])
     path.parent.mkdir(parents=True, exist_ok=True)
     dot_path = path if fmt in ("dot", "gv") else path.with_suffix(".dot")

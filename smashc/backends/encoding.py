@@ -435,6 +435,8 @@ def decode(tensor: torch.Tensor, cfg: EncodingConfig | None = None) -> IRGraph:
 def save(enc: Encoding, path: str | Path) -> list[Path]:
     """Writes ``.pt`` or ``.npy`` (by suffix) and a ``.json`` sidecar with the config and slots."""
     path = Path(path)
+    if path.suffix not in (".npy", ".pt"):
+        raise ValueError(f"encoding files end in .npy or .pt, not {path.suffix or 'nothing'}")
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.suffix == ".npy":
         import numpy as np

@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib.util
 import sys
 import types
+import uuid
 from pathlib import Path
 
 import torch
@@ -107,7 +108,7 @@ def export_package(
 def load(path: str | Path, map_location: str = "cpu") -> nn.Module:
     """Imports an exported package from ``path`` and returns its network with weights."""
     path = Path(path).resolve()
-    name = f"smashc_exported_{abs(hash(str(path)))}"
+    name = f"smashc_exported_{uuid.uuid4().hex}"  # a fresh name: a re-export is re-read
     spec = importlib.util.spec_from_file_location(
         name, path / "__init__.py", submodule_search_locations=[str(path)]
     )

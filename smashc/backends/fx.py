@@ -34,22 +34,25 @@ class _Builder:
         self.ir = ir
         self.root = nn.Module()
         self.graph = fx.Graph()
-        self.flat: set[fx.Node] = set()  # values already flattened to (N, C)
-        self.channels: dict[fx.Node, int] = {}
+        self.flat: set[fx.Node] = set()  # (N, C) values: only a linear feeding the output
         self.x: fx.Node | None = None
+        self.names: set[str] = {"x"}
 
     def node(self, op: str, target, args, name: str, kwargs=None) -> fx.Node:
         return self.graph.create_node(op, target, tuple(args), kwargs or {}, name=name)
 
+    def unique(self, name: str) -> str:
+        """``name``, suffixed if another IR id already mapped to it (``a.0conv`` vs ``a_0conv``)."""
+        out, k = name, 2
+        while out in self.names:
+            out, k = f"{name}_{k}", k + 1
+        self.names.add(out)
+        return out
+
     def module(self, name: str, mod: nn.Module, x: fx.Node) -> fx.Node:
+        name = self.unique(name)
         self.root.add_module(name, mod)
         return self.node("call_module", name, [x], name)
-
-    def spatial(self, x: fx.Node, name: str) -> fx.Node:
-        """A flattened (N, C) value back as (N, C, 1, 1) for a spatial op."""
-        if x not in self.flat:
-            return x
-        return self.node("call_method", "reshape", [x, (-1, self.channels[x], 1, 1)], name)
 
     def act(self, kind: str, slope: float, x: fx.Node, name: str) -> fx.Node:
         if kind == "identity":
@@ -99,32 +102,30 @@ class _Builder:
                 conv = nn.Conv2d(
                     cin, op.out, op.kernel, op.stride, op.padding, op.dilation, op.groups, op.bias
                 )
-                return self.module(name, conv, self.spatial(x, f"{name}_in"))
+                return self.module(name, conv, x)
             case arch.BatchNorm():
                 bn = nn.BatchNorm2d(cin, op.eps, op.momentum)
-                return self.module(name, bn, self.spatial(x, f"{name}_in"))
+                return self.module(name, bn, x)
             case arch.Act():
-                y = self.act(op.kind, op.slope, x, name)
-                if x in self.flat:
-                    self.flat.add(y)
-                return y
+                return self.act(op.kind, op.slope, x, name)
             case arch.Pool():
                 fn = F.avg_pool2d if op.kind == "avg" else F.max_pool2d
-                args = [self.spatial(x, f"{name}_in"), op.kernel, op.stride, op.padding]
+                args = [x, op.kernel, op.stride, op.padding]
                 return self.node("call_function", fn, args, name)
             case arch.GlobalAvgPool():
                 return self.node("call_function", F.adaptive_avg_pool2d, [x, 1], name)
             case arch.Linear():
-                if x not in self.flat:
-                    x = self.node("call_function", torch.flatten, [x, 1], f"{name}_flat")
+                x = self.node("call_function", torch.flatten, [x, 1], f"{name}_flat")
                 y = self.module(name, nn.Linear(cin, op.out, op.bias), x)
-                self.flat.add(y)
-                return y
+                if self.feeds_output:  # the usual head: logits stay (N, classes)
+                    self.flat.add(y)
+                    return y
+                return self.node("call_method", "reshape", [y, (-1, op.out, 1, 1)], f"{name}_4d")
             case arch.ChannelPad():
                 pad = (0, 0, 0, 0, 0, op.out - cin)
-                return self.node("call_function", F.pad, [self.spatial(x, f"{name}_in"), pad], name)
+                return self.node("call_function", F.pad, [x, pad], name)
             case arch.SmashOp():
-                return self.smash(op, self.spatial(x, f"{name}_in"), name, cin)
+                return self.smash(op, x, name, cin)
         raise TypeError(f"fx backend cannot emit {op!r}")
 
     def build(self) -> fx.GraphModule:
@@ -145,6 +146,7 @@ class _Builder:
                     continue
                 case OpNode():
                     cin = ir.shape(ir.operands(n)[0]).channels
+                    self.feeds_output = any(isinstance(ir.payload(u), Output) for u in ir.users(n))
                     v = self.op(p, ins[0], cin, name)
                 case Concat():
                     v = self.node("call_function", torch.cat, [list(ins), 1], name)
@@ -169,7 +171,6 @@ class _Builder:
                     index = (slice(None), slice(p.start, p.stop))
                     v = self.node("call_function", operator.getitem, [ins[0], index], name)
             env[n] = v
-            self.channels[v] = ir.shape(n).channels
         self.graph.lint()
         return fx.GraphModule(self.root, self.graph, class_name=class_name(ir.name))
 
