@@ -12,6 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+
+from smashc.diagnostics import SmashError
 from smashc.runtime.data import (
     FASHION_MNIST_DIR,
     Batches,
@@ -23,8 +25,6 @@ from smashc.runtime.data import (
     read_idx,
     split,
 )
-
-from smashc.diagnostics import SmashError
 
 # ---------------------------------------------------------------------------------------------
 # helpers

@@ -16,8 +16,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from smashc.passes import run_pipeline
-from smashc.runtime.interpreter import WeightStore, run_ir, run_network
 
 from smashc import arch
 from smashc.cli import main
@@ -26,6 +24,8 @@ from smashc.frontend.expand import expand
 from smashc.frontend.loader import load_file, load_text
 from smashc.ir import IRGraph, dump, lower
 from smashc.ir.nodes import BankVersion, Concat, OpNode
+from smashc.passes import run_pipeline
+from smashc.runtime.interpreter import WeightStore, run_ir, run_network
 
 ROOT = Path(__file__).resolve().parent.parent
 GOLDEN = Path(__file__).resolve().parent / "golden_ir"

@@ -10,8 +10,6 @@ from pathlib import Path
 import networkx as nx
 import pytest
 import torch
-from smashc.passes import DEFAULT_PIPELINE, PASSES, PassFailure, run_pipeline, verify
-from smashc.runtime.interpreter import WeightStore, run_ir, run_network
 
 from smashc import arch
 from smashc.cli import main
@@ -21,7 +19,9 @@ from smashc.frontend.loader import load_text
 from smashc.ir import IRGraph, dump, lower
 from smashc.ir.nodes import Add, BankVersion, Concat, OpNode, Slice
 from smashc.ir.query import layer_accesses
+from smashc.passes import DEFAULT_PIPELINE, PASSES, PassFailure, run_pipeline, verify
 from smashc.pipeline import compile_program
+from smashc.runtime.interpreter import WeightStore, run_ir, run_network
 
 NORMALISATION = ("remove-zero-reads", "fold-trivial", "remove-dead-writes", "canonicalize", "cse")
 

@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from smashc.passes import DEFAULT_PIPELINE, run_pipeline
-from smashc.passes.recognize import access_graph
-from smashc.runtime.interpreter import WeightStore, run_ir, run_network
 
 from smashc.frontend.expand import expand
 from smashc.frontend.loader import load_file, load_text
 from smashc.ir import Pattern, lower
+from smashc.passes import DEFAULT_PIPELINE, run_pipeline
+from smashc.passes.recognize import access_graph
+from smashc.runtime.interpreter import WeightStore, run_ir, run_network
 
 UNNORMALISED = ("verify", "recognize-patterns")
 
