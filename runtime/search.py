@@ -354,14 +354,20 @@ def _load_scores(path: Path) -> dict[int, Scored]:
     return out
 
 
+def _score_batches(cfg: SearchConfig, val: Subset, ds: Dataset, device) -> Batches:
+    """The validation images scoring uses (the first ``val_images`` of the split)."""
+    n = cfg.score.val_images
+    if n is not None and n < len(val):
+        val = Subset(val.x[:n], val.y[:n])
+    return Batches(ds, val, cfg.score.batch_size, 0, shuffle=False, device=device)
+
+
 def score_all(
     model: OneShot, cfg: SearchConfig, val: Subset, ds: Dataset, out: Path, device
 ) -> list[Scored]:
     """Scores ``cfg.score.archs`` sampled architectures; already-scored ones are reused."""
     sc = cfg.score
-    if sc.val_images is not None and sc.val_images < len(val):
-        val = Subset(val.x[: sc.val_images], val.y[: sc.val_images])
-    batches = Batches(ds, val, sc.batch_size, 0, shuffle=False, device=device)
+    batches = _score_batches(cfg, val, ds, device)
     path = out / "scores.jsonl"
     done = _load_scores(path)
     results = []
@@ -421,9 +427,7 @@ def refine(
     from smashc.frontend.loader import load_text
 
     sc = cfg.score
-    if sc.val_images is not None and sc.val_images < len(val):
-        val = Subset(val.x[: sc.val_images], val.y[: sc.val_images])
-    batches = Batches(ds, val, sc.batch_size, 0, shuffle=False, device=device)
+    batches = _score_batches(cfg, val, ds, device)
     path = out / "scores.jsonl"
     done = _load_scores(path)
     rng = np.random.default_rng(_seed(cfg.seed, 6))

@@ -25,6 +25,16 @@ def py_name(node_id: str) -> str:
     return name if not name[0].isdigit() else f"n_{name}"
 
 
+def emit_act(graph: fx.Graph, kind: str, slope: float, x: fx.Node, name: str) -> fx.Node:
+    """An activation node (none for identity), shared by both fx backends."""
+    if kind == "identity":
+        return x
+    fn, args = {"relu": (F.relu, (x,)), "relu6": (F.relu6, (x,))}.get(
+        kind, (F.leaky_relu, (x, slope))
+    )
+    return graph.create_node("call_function", fn, args, {}, name=name)
+
+
 def class_name(net: str) -> str:
     return "".join(part.capitalize() for part in re.split(r"[^A-Za-z0-9]", net) if part) or "Net"
 
@@ -55,11 +65,7 @@ class _Builder:
         return self.node("call_module", name, [x], name)
 
     def act(self, kind: str, slope: float, x: fx.Node, name: str) -> fx.Node:
-        if kind == "identity":
-            return x
-        if kind == "leaky_relu":
-            return self.node("call_function", F.leaky_relu, [x, slope], name)
-        return self.node("call_function", {"relu": F.relu, "relu6": F.relu6}[kind], [x], name)
+        return emit_act(self.graph, kind, slope, x, name)
 
     def smash(self, op: arch.SmashOp, x: fx.Node, name: str, cin: int) -> fx.Node:
         w1 = nn.Conv2d(cin, op.bottleneck, 1, bias=False)

@@ -19,7 +19,7 @@ from torch import fx, nn
 
 from smashc import arch
 from smashc.backends.encoding import Encoding, EncodingConfig, encode
-from smashc.backends.fx import class_name, py_name
+from smashc.backends.fx import class_name, emit_act, py_name
 from smashc.ir.graph import IRGraph
 from smashc.ir.nodes import Add, BankVersion, Concat, Input, OpNode, Output, Slice
 
@@ -75,11 +75,7 @@ class _HyperBuilder:
         return self.call(operator.getitem, [self.attr(target, f"{name}_bank"), index], name)
 
     def act(self, kind: str, slope: float, x: fx.Node, name: str) -> fx.Node:
-        if kind == "identity":
-            return x
-        if kind == "leaky_relu":
-            return self.call(F.leaky_relu, [x, slope], name)
-        return self.call({"relu": F.relu, "relu6": F.relu6}[kind], [x], name)
+        return emit_act(self.graph, kind, slope, x, name)
 
     def bn(self, prefix: str, x: fx.Node, c: int, name: str, eps: float, momentum: float):
         parts = [
