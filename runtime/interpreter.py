@@ -106,14 +106,9 @@ def apply_op(op: arch.Op, x: torch.Tensor, w: dict[str, torch.Tensor]) -> torch.
         case arch.SmashOp():
             b = F.relu(F.conv2d(x, w["w1x1"]))
             total = None
-            for first, second in ((0, 1), (2, 3)):
-                if op.convs[first] is None:
-                    continue
+            for chain in op.paths():
                 y = b
-                for pos in (first, second):
-                    c = op.convs[pos]
-                    if c is None:
-                        break
+                for pos, c in chain:
                     pad = arch.same_padding(c.kernel, c.dilation)
                     y = activation(c.act, 0.01, y)
                     y = F.conv2d(y, w[f"c{pos}"], None, 1, pad, c.dilation, c.groups)

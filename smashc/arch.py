@@ -107,6 +107,15 @@ class SmashOp:
     def conv_in(self, position: int) -> int:
         return self.bottleneck if position in (0, 2) else self.out
 
+    def paths(self) -> tuple[tuple[tuple[int, SmashConv], ...], ...]:
+        """The grid's active chains, each of (position, conv): c0 -> c1 and c2 -> c3."""
+        chains = []
+        for first, second in ((0, 1), (2, 3)):
+            chain = [(p, c) for p in (first, second) if (c := self.convs[p]) is not None]
+            if chain and chain[0][0] == first:
+                chains.append(tuple(chain))
+        return tuple(chains)
+
 
 @dataclass(frozen=True)
 class Sum:

@@ -72,14 +72,9 @@ class _Builder:
         b = self.module(f"{name}_w1x1", w1, x)
         b = self.node("call_function", F.relu, [b], f"{name}_bottleneck")
         total = None
-        for first, second in ((0, 1), (2, 3)):
-            if op.convs[first] is None:
-                continue
+        for chain in op.paths():
             y = b
-            for pos in (first, second):
-                c = op.convs[pos]
-                if c is None:
-                    break
+            for pos, c in chain:
                 if not (c.act == "relu" and pos in (0, 2)):  # the bottleneck is already ReLU'd
                     y = self.act(c.act, 0.01, y, f"{name}_c{pos}_{c.act}")
                 conv = nn.Conv2d(

@@ -98,14 +98,9 @@ class _HyperBuilder:
         b = self.call(F.relu, [self.call(F.conv2d, [x, kern], f"{name}_1x1")], f"{name}_bottleneck")
         kmax = max(self.cfg.kernel_sizes)
         total = None
-        for first, second in ((0, 1), (2, 3)):
-            if op.convs[first] is None:
-                continue
+        for chain in op.paths():
             y = b
-            for pos in (first, second):
-                c = op.convs[pos]
-                if c is None:
-                    break
+            for pos, c in chain:
                 if not (c.act == "relu" and pos in (0, 2)):  # the bottleneck is already ReLU'd
                     y = self.act(c.act, 0.01, y, f"{name}_c{pos}_{c.act}")
                 index = (
