@@ -1,6 +1,6 @@
 """Seconds to score one architecture (SMASH error with generated weights) on 5,000 images.
 
-    python bench/score.py [--images 5000] [--batch 250] [--archs 3] [--device cpu]
+    python bench/score.py [--images 5000] [--batch 50] [--archs 3] [--device cpu]
 
 Default search space, CIFAR-shaped synthetic validation images, fully annealed samples.
 """
@@ -20,7 +20,7 @@ from smashc.runtime.sampler import Sampler, SearchSpace
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--images", type=int, default=5000)
-    ap.add_argument("--batch", type=int, default=250)
+    ap.add_argument("--batch", type=int, default=50)
     ap.add_argument("--archs", type=int, default=3)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=2)

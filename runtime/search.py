@@ -54,7 +54,7 @@ class SmashTraining:
 class Scoring:
     archs: int = 250
     val_images: int | None = None  # None: the whole validation split
-    batch_size: int = 250
+    batch_size: int = 50  # faster per image than larger batches on CPU (bench/score.py)
     refine: int = 0  # perturbations of the best tried after ranking
     perturb: float = 0.05  # probability that a perturbation redraws a layer's op / reads
     top: int = 5  # how many top architectures get .smash files and diagrams
