@@ -35,6 +35,23 @@ def emit_act(graph: fx.Graph, kind: str, slope: float, x: fx.Node, name: str) ->
     return graph.create_node("call_function", fn, args, {}, name=name)
 
 
+def emit_grid(graph: fx.Graph, op: arch.SmashOp, b: fx.Node, name: str, conv) -> fx.Node:
+    """A SMASH op's conv grid after its bottleneck ``b``: each chain's activations and
+    ``conv(pos, smash_conv, x)`` nodes, chains summed. Shared by both fx backends."""
+    total = None
+    for chain in op.paths():
+        y = b
+        for pos, c in chain:
+            if not (c.act == "relu" and pos in (0, 2)):  # the bottleneck is already ReLU'd
+                y = emit_act(graph, c.act, 0.01, y, f"{name}_c{pos}_{c.act}")
+            y = conv(pos, c, y)
+        if total is not None:
+            y = graph.create_node("call_function", operator.add, (total, y), {}, name=f"{name}_sum")
+        total = y
+    assert total is not None, "a smash op has at least c0"
+    return total
+
+
 def class_name(net: str) -> str:
     return "".join(part.capitalize() for part in re.split(r"[^A-Za-z0-9]", net) if part) or "Net"
 
@@ -71,30 +88,15 @@ class _Builder:
         w1 = nn.Conv2d(cin, op.bottleneck, 1, bias=False)
         b = self.module(f"{name}_w1x1", w1, x)
         b = self.node("call_function", F.relu, [b], f"{name}_bottleneck")
-        total = None
-        for chain in op.paths():
-            y = b
-            for pos, c in chain:
-                if not (c.act == "relu" and pos in (0, 2)):  # the bottleneck is already ReLU'd
-                    y = self.act(c.act, 0.01, y, f"{name}_c{pos}_{c.act}")
-                conv = nn.Conv2d(
-                    op.conv_in(pos),
-                    op.out,
-                    c.kernel,
-                    1,
-                    arch.same_padding(c.kernel, c.dilation),
-                    c.dilation,
-                    c.groups,
-                    bias=False,
-                )
-                y = self.module(f"{name}_c{pos}", conv, y)
-            total = (
-                y
-                if total is None
-                else self.node("call_function", operator.add, [total, y], f"{name}_sum")
+
+        def conv(pos: int, c: arch.SmashConv, y: fx.Node) -> fx.Node:
+            pad = arch.same_padding(c.kernel, c.dilation)
+            mod = nn.Conv2d(
+                op.conv_in(pos), op.out, c.kernel, 1, pad, c.dilation, c.groups, bias=False
             )
-        assert total is not None
-        return total
+            return self.module(f"{name}_c{pos}", mod, y)
+
+        return emit_grid(self.graph, op, b, name, conv)
 
     def op(self, p: OpNode, x: fx.Node, cin: int, name: str) -> fx.Node:
         op = p.op

@@ -19,7 +19,7 @@ from torch import fx, nn
 
 from smashc import arch
 from smashc.backends.encoding import Encoding, EncodingConfig, encode
-from smashc.backends.fx import class_name, emit_act, py_name
+from smashc.backends.fx import class_name, emit_act, emit_grid, py_name
 from smashc.ir.graph import IRGraph
 from smashc.ir.nodes import Add, BankVersion, Concat, Input, OpNode, Output, Slice
 
@@ -97,25 +97,20 @@ class _HyperBuilder:
         )
         b = self.call(F.relu, [self.call(F.conv2d, [x, kern], f"{name}_1x1")], f"{name}_bottleneck")
         kmax = max(self.cfg.kernel_sizes)
-        total = None
-        for chain in op.paths():
-            y = b
-            for pos, c in chain:
-                if not (c.act == "relu" and pos in (0, 2)):  # the bottleneck is already ReLU'd
-                    y = self.act(c.act, 0.01, y, f"{name}_c{pos}_{c.act}")
-                index = (
-                    slice(0, op.out),
-                    slice(0, op.conv_in(pos) // c.groups),
-                    centre(kmax, c.kernel[0]),
-                    centre(kmax, c.kernel[1]),
-                )
-                weight = self.sliced(f"shared.convs.block{block}_c{pos}", index, f"{name}_c{pos}_w")
-                pad = arch.same_padding(c.kernel, c.dilation)
-                y = self.call(
-                    F.conv2d, [y, weight, None, 1, pad, c.dilation, c.groups], f"{name}_c{pos}"
-                )
-            total = y if total is None else self.call(operator.add, [total, y], f"{name}_sum")
-        return total
+
+        def conv(pos: int, c: arch.SmashConv, y: fx.Node) -> fx.Node:
+            index = (
+                slice(0, op.out),
+                slice(0, op.conv_in(pos) // c.groups),
+                centre(kmax, c.kernel[0]),
+                centre(kmax, c.kernel[1]),
+            )
+            weight = self.sliced(f"shared.convs.block{block}_c{pos}", index, f"{name}_c{pos}_w")
+            pad = arch.same_padding(c.kernel, c.dilation)
+            args = [y, weight, None, 1, pad, c.dilation, c.groups]
+            return self.call(F.conv2d, args, f"{name}_c{pos}")
+
+        return emit_grid(self.graph, op, b, name, conv)
 
     def op(self, p: OpNode, x: fx.Node, w: fx.Node, name: str) -> fx.Node:
         op, c = p.op, self.ir.shape(self.current_operand).channels
