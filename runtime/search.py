@@ -58,6 +58,8 @@ class Scoring:
     refine: int = 0  # perturbations of the best tried after ranking
     perturb: float = 0.05  # probability that a perturbation redraws a layer's op / reads
     top: int = 5  # how many top architectures get .smash files and diagrams
+    bn_batches: int = 0  # recalibrate BN statistics on this many training batches per arch
+    z_samples: int = 1  # average the error over this many HyperNet noise samples
 
 
 @dataclass(frozen=True)
@@ -320,26 +322,71 @@ class Scored:
     text: str  # the architecture as .smash
 
 
+def _bn_buffers(model: OneShot) -> list[torch.Tensor]:
+    return [b for name, b in model.shared.named_buffers() if "running_" in name]
+
+
 @torch.no_grad()
-def smash_error(model: OneShot, compiled: Compiled, batches: Batches, z: torch.Tensor) -> float:
-    """Top-1 validation error of ``compiled`` with one sample of generated weights."""
-    model.eval()
-    weights = model.generated(compiled, z)
+def recalibrate_bn(model: OneShot, compiled: Compiled, weights, batches: Batches) -> None:
+    """Replaces the shared BN statistics by this architecture's own, averaged over every
+    batch of ``batches`` (the reference shares one set across all sampled architectures)."""
+    for bn in (*model.shared.transition_bn, model.shared.head_bn):
+        bn.reset_running_stats()
+    momentum = compiled.gm.bn_momentum
+    compiled.gm.train()
+    for k, (x, _) in enumerate(batches.epoch(0)):
+        compiled.gm.bn_momentum = 1.0 / (k + 1)  # a running mean over the batches
+        compiled.gm(x, weights)
+    compiled.gm.bn_momentum = momentum
     compiled.gm.eval()
-    wrong = total = 0
-    for x, y in batches.epoch(0):
-        wrong += (compiled.gm(x, weights).argmax(1) != y).sum().item()
-        total += len(y)
-    return wrong / max(total, 1)
+
+
+@torch.no_grad()
+def smash_error(
+    model: OneShot,
+    compiled: Compiled,
+    batches: Batches,
+    zs: list[torch.Tensor],
+    calibration: Batches | None = None,
+) -> float:
+    """Top-1 validation error of ``compiled`` with generated weights, averaged over the noise
+    samples ``zs``; with ``calibration``, BN statistics are first recomputed for each sample
+    on those batches (the shared statistics are restored afterwards)."""
+    model.eval()
+    saved = [b.clone() for b in _bn_buffers(model)] if calibration is not None else []
+    errors = []
+    try:
+        for z in zs:
+            weights = model.generated(compiled, z)
+            if calibration is not None:
+                recalibrate_bn(model, compiled, weights, calibration)
+            compiled.gm.eval()
+            wrong = total = 0
+            for x, y in batches.epoch(0):
+                wrong += (compiled.gm(x, weights).argmax(1) != y).sum().item()
+                total += len(y)
+            errors.append(wrong / max(total, 1))
+    finally:
+        for b, old in zip(_bn_buffers(model), saved, strict=False):
+            b.copy_(old)
+    return sum(errors) / len(errors)
 
 
 def _score(
-    model, module: ast.Module, batches, cfg: SearchConfig, index: int, source: str, device
+    model,
+    module: ast.Module,
+    batches,
+    cfg: SearchConfig,
+    index: int,
+    source: str,
+    device,
+    calibration: Batches | None = None,
 ) -> Scored:
     compiled = model.compile(module)
     gen = torch.Generator().manual_seed(_seed(cfg.seed, 4, index))
-    z = torch.randn(1, 1, *compiled.enc.tensor.shape[2:], generator=gen).to(device)
-    err = smash_error(model, compiled, batches, z)
+    shape = (1, 1, *compiled.enc.tensor.shape[2:])
+    zs = [torch.randn(shape, generator=gen).to(device) for _ in range(cfg.score.z_samples)]
+    err = smash_error(model, compiled, batches, zs, calibration)
     params, macs = report.totals(compiled.ir)
     return Scored(index, source, err, params, macs, print_module(module))
 
@@ -362,12 +409,31 @@ def _score_batches(cfg: SearchConfig, val: Subset, ds: Dataset, device) -> Batch
     return Batches(ds, val, cfg.score.batch_size, 0, shuffle=False, device=device)
 
 
+def _calibration_batches(cfg: SearchConfig, train: Subset | None, ds: Dataset, device):
+    """The first ``bn_batches`` training batches (no augmentation), or None when off."""
+    n = cfg.score.bn_batches * cfg.score.batch_size
+    if not n:
+        return None
+    if train is None:
+        raise ValueError("BN recalibration (Scoring.bn_batches) needs the training split")
+    part = Subset(train.x[:n], train.y[:n])
+    return Batches(ds, part, cfg.score.batch_size, 0, shuffle=False, device=device)
+
+
 def score_all(
-    model: OneShot, cfg: SearchConfig, val: Subset, ds: Dataset, out: Path, device
+    model: OneShot,
+    cfg: SearchConfig,
+    val: Subset,
+    ds: Dataset,
+    out: Path,
+    device,
+    train: Subset | None = None,
 ) -> list[Scored]:
-    """Scores ``cfg.score.archs`` sampled architectures; already-scored ones are reused."""
+    """Scores ``cfg.score.archs`` sampled architectures; already-scored ones are reused.
+    ``train`` is needed only for BN recalibration (``cfg.score.bn_batches``)."""
     sc = cfg.score
     batches = _score_batches(cfg, val, ds, device)
+    calibration = _calibration_batches(cfg, train, ds, device)
     path = out / "scores.jsonl"
     done = _load_scores(path)
     results = []
@@ -376,7 +442,7 @@ def score_all(
             results.append(done[i])
             continue
         module = Sampler(cfg.space, _seed(cfg.seed, 5, i)).sample(1.0, name=f"arch{i}")
-        rec = _score(model, module, batches, cfg, i, "sample", device)
+        rec = _score(model, module, batches, cfg, i, "sample", device, calibration)
         _append_jsonl(path, dataclasses.asdict(rec))
         results.append(rec)
     return results
@@ -420,6 +486,7 @@ def refine(
     out: Path,
     device,
     start_index: int,
+    train: Subset | None = None,
 ) -> list[Scored]:
     """Hill climbing from the best architecture: keep each perturbation that scores better."""
     from smashc.frontend.expand import expand
@@ -428,6 +495,7 @@ def refine(
 
     sc = cfg.score
     batches = _score_batches(cfg, val, ds, device)
+    calibration = _calibration_batches(cfg, train, ds, device)
     path = out / "scores.jsonl"
     done = _load_scores(path)
     rng = np.random.default_rng(_seed(cfg.seed, 6))
@@ -448,6 +516,7 @@ def refine(
                 index,
                 "refine",
                 device,
+                calibration,
             )
             _append_jsonl(path, dataclasses.asdict(rec))
         tried.append(rec)
@@ -676,10 +745,10 @@ def search(cfg: SearchConfig, out: Path, resume: bool = False, final: bool = Tru
             (out / stale).unlink(missing_ok=True)
     (out / "config.json").write_text(json.dumps(cfg.to_json(), indent=2) + "\n", encoding="utf-8")
     model = train_smash(cfg, ds, train, out, resume, device)
-    scored = score_all(model, cfg, val, ds, out, device)
+    scored = score_all(model, cfg, val, ds, out, device, train)
     best = min(scored, key=lambda s: (s.error, s.index))
     if cfg.score.refine:
-        scored += refine(model, best, cfg, val, ds, out, device, cfg.score.archs)
+        scored += refine(model, best, cfg, val, ds, out, device, cfg.score.archs, train)
     rows = write_ranking(scored, out, cfg.score.top)
     winner = rows[0]
     diagram = out / "top" / "rank1.png"

@@ -83,6 +83,10 @@ class _HyperBuilder:
             for field in ("running_mean", "running_var", "weight", "bias")
         ]
         training = self.attr("training", f"{name}_training")
+        # an attribute, not a constant, so that scoring can recalibrate BN statistics
+        # with a running mean (runtime.search.recalibrate_bn)
+        self.root.bn_momentum = momentum
+        momentum = self.attr("bn_momentum", f"{name}_momentum")
         return self.call(F.batch_norm, [x, *parts, training, momentum, eps], name)
 
     def smash(self, op: arch.SmashOp, x: fx.Node, w: fx.Node, block: int, name: str):
