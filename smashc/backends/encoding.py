@@ -15,10 +15,12 @@ the read field is multi-hot where a slice spans two narrow banks, so no channel 
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from smashc import arch
@@ -60,6 +62,9 @@ class EncodingConfig:
 
     def fields(self) -> dict[str, tuple[int, int]]:
         """Field name -> (first channel, number of channels), in channel order."""
+        return dict(_layout(self))
+
+    def _layout(self) -> dict[str, tuple[int, int]]:
         sizes: list[tuple[str, int]] = [
             ("read", self.max_banks),
             ("write", self.max_banks),
@@ -85,8 +90,14 @@ class EncodingConfig:
 
     @property
     def channels(self) -> int:
-        start, n = list(self.fields().values())[-1]
+        start, n = list(_layout(self).values())[-1]
         return start + n
+
+
+@functools.lru_cache(maxsize=32)
+def _layout(cfg: EncodingConfig) -> dict[str, tuple[int, int]]:
+    """``cfg.fields()``, computed once per configuration (encode asks for it per op)."""
+    return cfg._layout()
 
 
 @dataclass(frozen=True)
@@ -303,7 +314,7 @@ class _Encoder:
         per_block = [self.block_layers(b, info) for b, info in enumerate(blocks)]
         self.bag.raise_if_any()
         f = cfg.fields()
-        columns: list[torch.Tensor] = []
+        columns: list[np.ndarray] = []
         slots: list[OpSlot] = []
         at = 0
         for b, (info, layers) in enumerate(zip(blocks, per_block, strict=True)):
@@ -312,45 +323,38 @@ class _Encoder:
                 node = self.layer_op[layer.name]
                 banks_per_slice = _slice_banks(layer.reads, width, cfg.slice_width)
                 rows = op.bottleneck // cfg.unit
-                col = -torch.ones(cfg.channels, cfg.rows, len(banks_per_slice))
+                v = np.full(cfg.channels, -1.0, dtype=np.float32)  # what every slice shares
+                v[[f["write"][0] + bank for bank in layer.writes]] = 1
+                v[f["block"][0] + b] = 1
+                v[f["units"][0] + op.out // cfg.unit - 1] = 1
+                for p, c in enumerate(op.convs[: cfg.convs_per_op]):
+                    if c is None:
+                        continue
+                    v[f[f"c{p}.dilation_h"][0] + c.dilation[0] - 1] = 1
+                    v[f[f"c{p}.dilation_w"][0] + c.dilation[1] - 1] = 1
+                    v[f[f"c{p}.kernel_h"][0] + cfg.kernel_sizes.index(c.kernel[0])] = 1
+                    v[f[f"c{p}.kernel_w"][0] + cfg.kernel_sizes.index(c.kernel[1])] = 1
+                    v[f[f"c{p}.groups"][0] + cfg.groups.index(c.groups)] = 1
+                if cfg.convs_per_op == 4:
+                    for p, c in enumerate(op.convs):
+                        if c is not None:
+                            v[f["active"][0] + p] = 1
+                v[f["bank_size"][0] + width // cfg.unit - 1] = 1
+                col = np.full((cfg.channels, cfg.rows, len(banks_per_slice)), -1.0, np.float32)
+                col[:, :rows, :] = v[:, None, None]
                 for s, banks in enumerate(banks_per_slice):
-                    v = -torch.ones(cfg.channels)
-                    for bank in banks:
-                        v[f["read"][0] + bank] = 1
-                    for bank in layer.writes:
-                        v[f["write"][0] + bank] = 1
-                    v[f["block"][0] + b] = 1
-                    v[f["units"][0] + op.out // cfg.unit - 1] = 1
-                    for p, c in enumerate(op.convs[: cfg.convs_per_op]):
-                        if c is None:
-                            continue
-                        _one(v, f[f"c{p}.dilation_h"], c.dilation[0] - 1)
-                        _one(v, f[f"c{p}.dilation_w"], c.dilation[1] - 1)
-                        _one(v, f[f"c{p}.kernel_h"], cfg.kernel_sizes.index(c.kernel[0]))
-                        _one(v, f[f"c{p}.kernel_w"], cfg.kernel_sizes.index(c.kernel[1]))
-                        _one(v, f[f"c{p}.groups"], cfg.groups.index(c.groups))
-                    if cfg.convs_per_op == 4:
-                        for p, c in enumerate(op.convs):
-                            if c is not None:
-                                _one(v, f["active"], p)
-                    _one(v, f["bank_size"], width // cfg.unit - 1)
-                    if s == 0:
-                        _one(v, f["op_start"], 0)
-                    col[:, :rows, s] = v[:, None]
+                    col[[f["read"][0] + bank for bank in banks], :rows, s] = 1
+                col[f["op_start"][0], :rows, 0] = 1
                 columns.append(col)
                 cin = sum(info.banks[r] for r in layer.reads)
                 slots.append(OpSlot(node, b, at, len(banks_per_slice), rows, cin, op.bottleneck))
                 at += len(banks_per_slice)
         tensor = (
-            torch.cat(columns, dim=2)[None]
+            torch.from_numpy(np.concatenate(columns, axis=2)[None])
             if columns
             else -torch.ones(1, cfg.channels, cfg.rows, 0)
         )
         return Encoding(tensor, tuple(slots), cfg)
-
-
-def _one(v: torch.Tensor, field: tuple[int, int], index: int) -> None:
-    v[field[0] + index] = 1
 
 
 def _slice_banks(reads: tuple[int, ...], width: int, slice_width: int) -> list[tuple[int, ...]]:

@@ -18,6 +18,7 @@ import torch.nn.functional as F  # noqa: N812
 from torch import fx, nn
 
 from smashc import arch
+from smashc.backends import kernels
 from smashc.backends.encoding import Encoding, EncodingConfig, encode
 from smashc.backends.fx import class_name, emit_act, emit_grid, py_name
 from smashc.ir.graph import IRGraph
@@ -91,28 +92,18 @@ class _HyperBuilder:
 
     def smash(self, op: arch.SmashOp, x: fx.Node, w: fx.Node, block: int, name: str):
         cin = self.ir.shape(self.current_operand).channels
-        mat = self.call(operator.getitem, [w, self.slot], f"{name}_w")
+        b = self.call(kernels.bottleneck, [x, w, self.slot, cin], f"{name}_bottleneck")
         self.slot += 1
-        norm = self.graph.create_node("call_method", "norm", (mat,), {}, name=f"{name}_wnorm")
-        mat = self.call(operator.truediv, [mat, norm], f"{name}_wn")
-        shape = (op.bottleneck, cin, 1, 1)
-        kern = self.graph.create_node(
-            "call_method", "reshape", (mat, shape), {}, name=f"{name}_w1x1"
-        )
-        b = self.call(F.relu, [self.call(F.conv2d, [x, kern], f"{name}_1x1")], f"{name}_bottleneck")
         kmax = max(self.cfg.kernel_sizes)
 
         def conv(pos: int, c: arch.SmashConv, y: fx.Node) -> fx.Node:
-            index = (
-                slice(0, op.out),
-                slice(0, op.conv_in(pos) // c.groups),
-                centre(kmax, c.kernel[0]),
-                centre(kmax, c.kernel[1]),
-            )
-            weight = self.sliced(f"shared.convs.block{block}_c{pos}", index, f"{name}_c{pos}_w")
-            pad = arch.same_padding(c.kernel, c.dilation)
-            args = [y, weight, None, 1, pad, c.dilation, c.groups]
-            return self.call(F.conv2d, args, f"{name}_c{pos}")
+            rows, cols = centre(kmax, c.kernel[0]), centre(kmax, c.kernel[1])
+            bank = self.attr(f"shared.convs.block{block}_c{pos}", f"{name}_c{pos}_w")
+            args = [
+                y, bank, op.out, op.conv_in(pos),
+                (rows.start, rows.stop), (cols.start, cols.stop), c.dilation, c.groups,
+            ]  # fmt: skip
+            return self.call(kernels.shared_conv, args, f"{name}_c{pos}")
 
         return emit_grid(self.graph, op, b, name, conv)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import heapq
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
@@ -84,8 +85,30 @@ class IRGraph:
 
     @functools.cached_property
     def _order(self) -> tuple[str, ...]:
-        created = {n: i for i, n in enumerate(self.graph.nodes)}
-        return tuple(nx.lexicographical_topological_sort(self.graph, key=created.__getitem__))
+        # Kahn's algorithm with a heap of creation indices: the same order as networkx's
+        # lexicographical_topological_sort keyed by creation, several times faster (the
+        # training loop compiles an architecture per step).
+        names = list(self.graph.nodes)
+        index = {n: i for i, n in enumerate(names)}
+        succ = self.graph.succ
+        indegree = [0] * len(names)
+        for n in names:
+            for m in succ[n]:
+                indegree[index[m]] += 1
+        ready = [i for i, d in enumerate(indegree) if d == 0]
+        heapq.heapify(ready)
+        order = []
+        while ready:
+            i = heapq.heappop(ready)
+            order.append(names[i])
+            for m in succ[names[i]]:
+                j = index[m]
+                indegree[j] -= 1
+                if indegree[j] == 0:
+                    heapq.heappush(ready, j)
+        if len(order) != len(names):
+            raise nx.NetworkXUnfeasible("the IR graph has a cycle")
+        return tuple(order)
 
     def nodes(self) -> Iterator[str]:
         """Node ids in a deterministic topological order (ties broken by creation order).

@@ -1,0 +1,120 @@
+"""The HyperNet backend's two per-op kernels: the generated bottleneck and the shared conv.
+
+One fx node each (instead of the four to six of their parts) keeps the generated module
+small: compiling an architecture every training step costs half as much.
+
+The conv is dispatched to the fastest CPU layout.
+
+Same result and gradients as ``F.conv2d(x, w, None, 1, padding, dilation, groups)`` with
+"same" padding. oneDNN on an AVX2 CPU (2 threads, batch 50) is slow on exactly the convs
+the SMASH space is full of; measured per conv with ``bench/convs.py`` (forward + backward,
+conversions from and to NCHW included):
+
+* grouped kernels run 2-5x faster in channels-last layout;
+* dilated 5x5/7x7 kernels have a weight gradient at 15-20 GFLOP/s (against 100-200 for
+  the forward); computing it on the space-to-batch form of input and output gradient,
+  where the dilated conv becomes an ordinary one on ``dh * dw`` sub-images, is 2-3x faster;
+* everything else (1x1, dense, dilated 3x3) is fastest left in NCHW: the conversions
+  cost more than they save.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F  # noqa: N812
+
+_CL = torch.channels_last
+
+
+def _to_subimages(x: torch.Tensor, dh: int, dw: int) -> torch.Tensor:
+    """(N, C, H, W) -> (N*dh*dw, C, ceil(H/dh), ceil(W/dw)): pixel (i, j) of sub-image
+    (a, b) is pixel (a + dh*i, b + dw*j); a dilated conv on x is an undilated one on these
+    (the zero rows padded at the bottom/right stand in for the conv's own zero padding)."""
+    n, c, h, w = x.shape
+    hp, wp = -(-h // dh) * dh, -(-w // dw) * dw
+    if (hp, wp) != (h, w):
+        x = F.pad(x, (0, wp - w, 0, hp - h))
+    x = x.reshape(n, c, hp // dh, dh, wp // dw, dw).permute(0, 3, 5, 1, 2, 4)
+    return x.reshape(n * dh * dw, c, hp // dh, wp // dw).contiguous(memory_format=_CL)
+
+
+class _DilatedConv(torch.autograd.Function):
+    """Channels-last dilated conv whose weight gradient is taken on the sub-images."""
+
+    @staticmethod
+    def forward(ctx, x, w, padding, dilation, groups):
+        x = x.contiguous(memory_format=_CL)
+        w = w.contiguous(memory_format=_CL)
+        ctx.save_for_backward(x, w)
+        ctx.conf = (padding, dilation, groups)
+        return F.conv2d(x, w, None, 1, padding, dilation, groups)
+
+    @staticmethod
+    def backward(ctx, gy):
+        x, w = ctx.saved_tensors
+        padding, dilation, groups = ctx.conf
+        gy = gy.contiguous(memory_format=_CL)
+        gx = gw = None
+        if ctx.needs_input_grad[0]:
+            gx = torch.ops.aten.convolution_backward(
+                gy, x, w, None, [1, 1], list(padding), list(dilation), False, [0, 0], groups,
+                [True, False, False],
+            )[0]  # fmt: skip
+        if ctx.needs_input_grad[1]:
+            (dh, dw), (kh, kw) = dilation, w.shape[2:]
+            gw = torch.ops.aten.convolution_backward(
+                _to_subimages(gy, dh, dw), _to_subimages(x, dh, dw), w, None, [1, 1],
+                [(kh - 1) // 2, (kw - 1) // 2], [1, 1], False, [0, 0], groups,
+                [False, True, False],
+            )[1]  # fmt: skip
+        return gx, gw, None, None, None
+
+
+def conv2d(
+    x: torch.Tensor,
+    w: torch.Tensor,
+    padding: tuple[int, int],
+    dilation: tuple[int, int],
+    groups: int,
+) -> torch.Tensor:
+    """``F.conv2d`` (stride 1, no bias), NCHW in and out; the faster paths need "same"
+    padding, which every SMASH conv has."""
+    (kh, kw), (dh, dw) = w.shape[2:], dilation
+    same = tuple(padding) == ((kh - 1) // 2 * dh, (kw - 1) // 2 * dw)
+    if kh * kw == 1 or x.device.type != "cpu" or not same:
+        return F.conv2d(x, w, None, 1, padding, dilation, groups)
+    if dilation == (1, 1) and groups > 1:
+        cl = F.conv2d(
+            x.contiguous(memory_format=_CL), w.contiguous(memory_format=_CL),
+            None, 1, padding, dilation, groups,
+        )  # fmt: skip
+        return cl.contiguous()
+    if dilation != (1, 1) and kh * kw > 9:
+        return _DilatedConv.apply(x, w, padding, dilation, groups).contiguous()
+    return F.conv2d(x, w, None, 1, padding, dilation, groups)
+
+
+def bottleneck(x: torch.Tensor, w: list[torch.Tensor], slot: int, cin: int) -> torch.Tensor:
+    """ReLU of the op's 1x1 conv with generated weight ``w[slot]`` (bottleneck, cin),
+    weight-normalised: divided by its Frobenius norm."""
+    mat = w[slot]
+    kern = (mat / mat.norm()).reshape(mat.shape[0], cin, 1, 1)
+    return F.relu(F.conv2d(x, kern))
+
+
+def shared_conv(
+    x: torch.Tensor,
+    bank: torch.Tensor,
+    out: int,
+    cin: int,
+    rows: tuple[int, int],
+    cols: tuple[int, int],
+    dilation: tuple[int, int],
+    groups: int,
+) -> torch.Tensor:
+    """The conv with the shared weight ``bank[:out, :cin/groups]``, centre-cropped to the
+    kernel window ``rows`` x ``cols`` (start, stop), "same" padding."""
+    w = bank[:out, : cin // groups, rows[0] : rows[1], cols[0] : cols[1]]
+    kh, kw = rows[1] - rows[0], cols[1] - cols[0]
+    pad = ((kh - 1) // 2 * dilation[0], (kw - 1) // 2 * dilation[1])
+    return conv2d(x, w, pad, dilation, groups)

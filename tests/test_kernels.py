@@ -1,0 +1,52 @@
+"""``backends.kernels.conv2d`` is ``F.conv2d``: same output and same gradients (float64),
+on every path it dispatches to and on sizes the dilation does not divide."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import torch
+import torch.nn.functional as F  # noqa: N812
+
+from smashc.backends import kernels
+
+CASES = [
+    # (kernel, dilation, groups, size)
+    *itertools.product([(5, 5), (7, 3), (3, 7)], [(1, 1), (2, 1), (1, 2), (2, 2)], [1, 2, 8], [8]),
+    ((5, 5), (2, 2), 4, 7),  # odd size: sub-images need zero padding at the bottom/right
+    ((3, 7), (3, 1), 2, 10),  # dilation 3 does not divide 10
+    ((7, 7), (1, 1), 8, 5),  # kernel wider than the image
+    ((3, 3), (3, 3), 8, 8),  # 3x3 stays on the plain path
+    ((1, 1), (1, 1), 1, 8),
+]
+
+
+@pytest.mark.parametrize(("kernel", "dilation", "groups", "size"), CASES)
+def test_conv2d_matches_torch(kernel, dilation, groups, size):
+    gen = torch.Generator().manual_seed(hash((kernel, dilation, groups, size)) % 2**31)
+    cin, cout = 16, 8
+    x = torch.randn(3, cin, size, size + 1, generator=gen, dtype=torch.float64)
+    w = torch.randn(cout, cin // groups, *kernel, generator=gen, dtype=torch.float64)
+    pad = tuple((k - 1) // 2 * d for k, d in zip(kernel, dilation, strict=True))
+    x1, w1 = x.clone().requires_grad_(), w.clone().requires_grad_()
+    x2, w2 = x.clone().requires_grad_(), w.clone().requires_grad_()
+    y1 = kernels.conv2d(x1, w1, pad, dilation, groups)
+    y2 = F.conv2d(x2, w2, None, 1, pad, dilation, groups)
+    assert y1.is_contiguous()  # NCHW out, whatever layout ran inside
+    torch.testing.assert_close(y1, y2)
+    gy = torch.randn(y2.shape, generator=gen, dtype=torch.float64)
+    g1 = torch.autograd.grad(y1, (x1, w1), gy)
+    g2 = torch.autograd.grad(y2, (x2, w2), gy)
+    torch.testing.assert_close(g1[0], g2[0])
+    torch.testing.assert_close(g1[1], g2[1])
+
+
+def test_weight_gradient_alone():
+    """Only the weight needs a gradient (the first conv of a network, frozen inputs)."""
+    x = torch.randn(2, 8, 8, 8, dtype=torch.float64)
+    w = torch.randn(4, 8, 5, 5, dtype=torch.float64, requires_grad=True)
+    (g,) = torch.autograd.grad(kernels.conv2d(x, w, (4, 2), (2, 1), 1).sum(), (w,))
+    w2 = w.detach().clone().requires_grad_()
+    (g2,) = torch.autograd.grad(F.conv2d(x, w2, None, 1, (4, 2), (2, 1), 1).sum(), (w2,))
+    torch.testing.assert_close(g, g2)
