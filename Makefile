@@ -43,9 +43,8 @@ examples: setup  ## check, compile, report and draw every bundled example into o
 test: setup  ## run the test suite (slow/gpu/train tests are skipped)
 	$(BIN)/python -m pytest -q
 
-bench: setup  ## time a SMASH step by phase and the scoring of one architecture (CPU)
-	$(BIN)/python bench/train_step.py
-	$(BIN)/python bench/score.py
+bench: setup  ## benchmark table: compile throughput, SMASH step, scoring, ResNet-20 (~30 min)
+	$(BIN)/python bench/run.py
 
 lint: setup  ## ruff lint and format check
 	$(BIN)/ruff check smashc grammar passes runtime tests

@@ -1,20 +1,43 @@
 """Seconds to score one architecture (SMASH error with generated weights) on 5,000 images.
 
-    python bench/score.py [--images 5000] [--batch 50] [--archs 3] [--device cpu]
+    python bench/score.py [--images 5000] [--batch 50] [--archs 3] [--device cpu] [--json]
 
-Default search space, CIFAR-shaped synthetic validation images, fully annealed samples.
+Default search space, CIFAR-shaped synthetic validation images, fully annealed samples, for
+our default space (bottlenecks up to 128) and the reference's effective work (up to 64; see
+bench/train_step.py). Scoring = compile + HyperNet + forward passes over the images.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import time
 
 import torch
 
+from smashc import report
 from smashc.runtime.oneshot import OneShot
 from smashc.runtime.sampler import Sampler, SearchSpace
+
+
+def measure(space: SearchSpace, images: int, batch: int, archs: int, device) -> dict:
+    model = OneShot(space).to(device).eval()
+    x = torch.randn(images, *space.input)
+    times, rates = [], []
+    for i in range(archs):
+        start = time.perf_counter()
+        compiled = model.compile(Sampler(space, seed=2000 + i).sample(1.0))
+        with torch.no_grad():
+            weights = model.generated(compiled)
+            compiled.gm.eval()
+            for k in range(0, images, batch):
+                compiled.gm(x[k : k + batch].to(device), weights).argmax(1)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+        rates.append(2 * images * report.totals(compiled.ir)[1] / times[-1] / 1e9)
+    return {"seconds": statistics.median(times), "each": times, "gflops": statistics.median(rates)}
 
 
 def main() -> None:
@@ -24,29 +47,22 @@ def main() -> None:
     ap.add_argument("--archs", type=int, default=3)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--json", action="store_true", help="also print the figures as one JSON line")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    space = SearchSpace()
-    model = OneShot(space).to(device).eval()
-    x = torch.randn(args.images, 3, 32, 32)
-    times = []
-    for i in range(args.archs):
-        start = time.perf_counter()
-        compiled = model.compile(Sampler(space, seed=2000 + i).sample(1.0))
-        with torch.no_grad():
-            weights = model.generated(compiled)
-            compiled.gm.eval()
-            for k in range(0, args.images, args.batch):
-                compiled.gm(x[k : k + args.batch].to(device), weights).argmax(1)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
-    each = ", ".join(f"{t:.1f}" for t in times)
-    print(
-        f"score one architecture on {args.images} images ({device}, batch {args.batch}): "
-        f"median {statistics.median(times):.1f} s over {args.archs} ({each})"
-    )
+    results = {}
+    for label, mb in (("default space, bottlenecks <= 128", 2), ("reference's work, <= 64", 1)):
+        r = measure(SearchSpace(max_bottleneck=mb), args.images, args.batch, args.archs, device)
+        results[f"bottleneck{64 * mb}"] = r
+        each = ", ".join(f"{t:.1f}" for t in r["each"])
+        print(
+            f"score one architecture on {args.images} images ({device}, batch {args.batch}, "
+            f"{label}): median {r['seconds']:.1f} s over {args.archs} ({each}), "
+            f"{r['gflops']:.0f} GFLOP/s"
+        )
+    if args.json:
+        print(json.dumps(results))
 
 
 if __name__ == "__main__":

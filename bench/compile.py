@@ -1,0 +1,91 @@
+"""Compile throughput: random SMASH-space architectures per second through the whole pipeline.
+
+    python bench/compile.py [--archs 50] [--json]
+
+Two paths, each split by stage (ms per architecture, median):
+* from text, as ``smashc compile`` does: print the sampled program to .smash text, parse,
+  expand, lower, the default pass pipeline (with verification and pattern recognition),
+  encoding, fx module;
+* the training loop's path: the sampler's AST, expand, lower, the training passes, encoding,
+  fx module (HyperNet-weight backend).
+Architectures are drawn from the default space, fully annealed (the largest networks).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+
+from smashc.backends.encoding import encode
+from smashc.backends.hyperfx import SharedWeights, to_fx_hyper
+from smashc.frontend.expand import expand
+from smashc.frontend.loader import Program, load_text
+from smashc.frontend.printer import module as print_module
+from smashc.ir import lower
+from smashc.passes import DEFAULT_PIPELINE, TRAINING_PIPELINE, run_pipeline
+from smashc.runtime.sampler import Sampler, SearchSpace
+
+
+def run(archs: int) -> dict:
+    space = SearchSpace()
+    cfg = space.encoding()
+    shared = SharedWeights(cfg)
+    samples = [Sampler(space, seed=3000 + i).sample(1.0) for i in range(archs + 1)]
+    texts = [print_module(m) for m in samples]
+    paths = {
+        "text": ("parse", "expand", "lower", "passes", "encode", "fx"),
+        "training": ("expand", "lower", "passes", "encode", "fx"),
+    }
+    out: dict = {}
+    for path, stages in paths.items():
+        times: dict[str, list[float]] = {s: [] for s in (*stages, "total")}
+        for i, (module, text) in enumerate(zip(samples, texts, strict=True)):
+            t = [time.perf_counter()]
+            if path == "text":
+                program = load_text(text, "<sampled>")
+                t.append(time.perf_counter())
+            else:
+                program = Program(module, "<sampled>")
+            net = expand(program)
+            t.append(time.perf_counter())
+            ir = lower(net)
+            t.append(time.perf_counter())
+            passes = DEFAULT_PIPELINE if path == "text" else TRAINING_PIPELINE
+            ir = run_pipeline(ir, passes).ir
+            t.append(time.perf_counter())
+            enc = encode(ir, cfg)
+            t.append(time.perf_counter())
+            to_fx_hyper(ir, shared, enc)
+            t.append(time.perf_counter())
+            if i == 0:
+                continue  # warm-up (imports, caches)
+            for s, a, b in zip(stages, t[:-1], t[1:], strict=True):
+                times[s].append(1000 * (b - a))
+            times["total"].append(1000 * (t[-1] - t[0]))
+        med = {s: statistics.median(v) for s, v in times.items()}
+        med["archs_per_s"] = 1000 / med["total"]
+        out[path] = med
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--archs", type=int, default=50)
+    ap.add_argument("--json", action="store_true", help="also print the figures as one JSON line")
+    args = ap.parse_args()
+    res = run(args.archs)
+    for path, med in res.items():
+        stages = [k for k in med if k not in ("total", "archs_per_s")]
+        split = ", ".join(f"{k} {med[k]:.1f}" for k in stages)
+        print(
+            f"compile from {path}: {med['archs_per_s']:.1f} archs/s "
+            f"({med['total']:.1f} ms each: {split} ms)"
+        )
+    if args.json:
+        print(json.dumps(res))
+
+
+if __name__ == "__main__":
+    main()
