@@ -1,4 +1,5 @@
-"""The ``smashc`` command line: check, fmt, expand, compile, visualize, search, train."""
+"""The ``smashc`` command line: check, fmt, expand, compile, visualize, search, train,
+experiment."""
 
 from __future__ import annotations
 
@@ -294,6 +295,153 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _experiment_config(args: argparse.Namespace):
+    """The experiment's preset with the command line's overrides."""
+    from dataclasses import replace
+
+    from smashc.runtime import experiments
+
+    presets = {
+        "correlation": experiments.CORRELATION,
+        "low-budget": experiments.LOW_BUDGET,
+        "corrupt": experiments.CORRUPT,
+        "arch-grad": experiments.ARCH_GRAD,
+    }[args.experiment]
+    cfg = presets[args.preset]
+    s = cfg.search
+    top = {
+        k: v
+        for k, v in (
+            ("dataset", args.dataset),
+            ("data_dir", args.data_dir),
+            ("seed", args.seed),
+            ("device", args.device),
+        )
+        if v is not None
+    }
+    s = replace(s, **top)
+    if args.epochs is not None:
+        s = replace(s, train=replace(s.train, epochs=args.epochs))
+    score = {
+        k: v
+        for k, v in (("bn_batches", args.bn_batches), ("z_samples", args.z_samples))
+        if v is not None
+    }
+    s = replace(s, score=replace(s.score, **score))
+    more = {"checkpoint": args.checkpoint} if args.checkpoint is not None else {}
+    if args.experiment in ("correlation", "low-budget"):
+        if args.archs is not None:
+            s = replace(s, score=replace(s.score, archs=args.archs))
+        if args.final_epochs is not None:
+            s = replace(s, final=replace(s.final, epochs=args.final_epochs))
+        for name in ("every", "jobs", "reference"):
+            if getattr(args, name, None) is not None:
+                more[name] = getattr(args, name)
+        more["knobs"] = args.knobs
+    else:
+        if args.archs is not None:
+            more["archs"] = args.archs
+        if args.experiment == "corrupt" and args.mode is not None:
+            more["modes"] = ("redraw", "shuffle") if args.mode == "both" else (args.mode,)
+        if args.experiment == "arch-grad":
+            for name in ("proposals", "grad_batches"):
+                if getattr(args, name) is not None:
+                    more[name] = getattr(args, name)
+    return replace(cfg, search=s, **more)
+
+
+def _check_counts(args: argparse.Namespace) -> None:
+    for name in ("jobs", "epochs", "final_epochs", "bn_batches", "z_samples"):
+        value = getattr(args, name, None)
+        least = 0 if name == "bn_batches" else 1
+        if value is not None and value < least:
+            flag = "--" + name.replace("_", "-")
+            msg = f"{flag} must be at least {least}, got {value}"
+            raise _UsageError([error("E0704", msg, Span("<command line>", 1, 1, 1, 1))])
+
+
+def _print_correlation(summary: dict) -> None:
+    def line(st: dict) -> str:
+        rho, tau = st["spearman"], st["kendall"]
+        return (
+            f"rho {rho['value']:+.3f} [{rho['low']:+.3f}, {rho['high']:+.3f}], "
+            f"tau {tau['value']:+.3f} [{tau['low']:+.3f}, {tau['high']:+.3f}]"
+        )
+
+    c = summary["correlation"]
+    print(f"SMASH score vs true error ({summary['trained']} architectures): {line(c['smash'])}")
+    for key, label in (("params", "parameters"), ("macs", "MACs"), ("random", "random")):
+        print(f"  baseline {label + ':':<11} {line(c[key])}")
+    for name, st in summary["knobs"].items():
+        knobs = f"bn_batches={st['bn_batches']}, z_samples={st['z_samples']}"
+        print(f"  knobs {name + ':':<6} {line(st)} ({knobs})")
+    if "reference" in summary and summary["reference"]["correlation"]:
+        print(
+            f"  reference (larger HyperNet): {line(summary['reference']['correlation']['smash'])}"
+        )
+    files = summary["files"]
+    print(f"wrote {files['csv']}, {files['plot']} and the summary beside them")
+
+
+def _print_corrupt(summary: dict) -> None:
+    print(f"{'field':<16} {'mode':<8} {'true best':>9} {'ties':>5} {'mean gap':>9}")
+    for r in summary["fields"]:
+        if not r["archs"]:
+            print(f"{r['field']:<16} {r['mode']:<8} {'(no architecture changed)':>25}")
+            continue
+        frac = f"{r['true_best']}/{r['archs']}"
+        print(f"{r['field']:<16} {r['mode']:<8} {frac:>9} {r['ties']:>5} {r['mean_gap']:>+9.4f}")
+    print(f"wrote {summary['files']['csv']} and {summary['files']['per_arch']}")
+
+
+def _print_arch_grad(summary: dict) -> None:
+    for kind in ("gradient", "random"):
+        s = summary[kind]
+        if s["changes"]:
+            print(
+                f"{kind:<8} changes: mean SMASH-error change {s['mean_change']:+.4f}, "
+                f"{s['frac_improved']:.0%} improved ({s['changes']} changes)"
+            )
+    corr = summary["predicted_vs_actual"]
+    if corr:
+        rho = corr["spearman"]
+        print(
+            f"predicted vs actual change: Spearman rho {rho['value']:+.3f} "
+            f"[{rho['low']:+.3f}, {rho['high']:+.3f}]"
+        )
+    print(f"wrote {summary['files']['csv']}")
+
+
+def cmd_experiment(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from smashc.runtime import experiments, search
+
+    run, show = {
+        "correlation": (experiments.run_correlation, _print_correlation),
+        "low-budget": (experiments.run_correlation, _print_correlation),
+        "corrupt": (experiments.run_corrupt, _print_corrupt),
+        "arch-grad": (experiments.run_arch_grad, _print_arch_grad),
+    }[args.experiment]
+    out = Path(args.out or f"runs/{args.experiment}")
+    try:
+        _check_counts(args)
+        cfg = _experiment_config(args)
+        if args.experiment in ("correlation", "low-budget"):
+            summary = run(cfg, out, args.experiment)
+        else:
+            summary = run(cfg, out)
+    except SmashError as exc:
+        print(exc.render(), file=sys.stderr)
+        return 1
+    except search._Interrupted:
+        again = shlex.join(["smashc", *args.argv])
+        print(f"interrupted; finished work is kept. Continue with: {again}", file=sys.stderr)
+        return 130
+    show(summary)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _ArgumentParser(
         prog="smashc", description="Compiler for .smash neural architecture descriptions."
@@ -396,6 +544,70 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--final-epochs", "--epochs", dest="final_epochs", type=int)
     t.add_argument("--lr", type=float)
     t.set_defaults(run=cmd_train)
+
+    x = sub.add_parser("experiment", help="the paper's experiments on the SMASH score")
+    xs = x.add_subparsers(dest="experiment", required=True)
+    common = _ArgumentParser(add_help=False)
+    common.add_argument(
+        "--out", metavar="DIR", help="output folder (default: runs/EXPERIMENT); rerun to resume"
+    )
+    common.add_argument(
+        "--checkpoint",
+        metavar="PATH",
+        help="a trained SMASH network (smashc search's OUT/checkpoint.pt) instead of training one",
+    )
+    common.add_argument("--epochs", type=int, metavar="E", help="HyperNet training epochs")
+    common.add_argument(
+        "--bn-batches", type=int, metavar="B", help="scoring: recalibrate BN on B batches"
+    )
+    common.add_argument(
+        "--z-samples", type=int, metavar="Z", help="scoring: average over Z noise samples"
+    )
+
+    corr = _ArgumentParser(add_help=False)
+    corr.add_argument("--archs", type=int, metavar="K", help="architectures to score (paper: 250)")
+    corr.add_argument(
+        "--every", type=int, metavar="M", help="train every M-th in order of score (paper: 5)"
+    )
+    corr.add_argument(
+        "--final-epochs", type=int, metavar="E", help="epochs of each normal training"
+    )
+    corr.add_argument("--jobs", type=int, metavar="N", help="normal trainings run in N processes")
+    corr.add_argument(
+        "--knobs", action="store_true", help="also report rho with BN recalibration / z averaging"
+    )
+    xc = xs.add_parser(
+        "correlation",
+        parents=[run, common, corr],
+        help="SMASH score vs true error of normally trained architectures (Figure 3)",
+    )
+    xc.set_defaults(run=cmd_experiment)
+    xl = xs.add_parser(
+        "low-budget",
+        parents=[run, common, corr],
+        help="the correlation experiment with a much smaller HyperNet",
+    )
+    xl.add_argument(
+        "--reference",
+        metavar="DIR",
+        help="a correlation experiment's folder: score and reuse its trained architectures",
+    )
+    xl.set_defaults(run=cmd_experiment)
+    xk = xs.add_parser(
+        "corrupt", parents=[run, common], help="score architectures with corrupted encodings c"
+    )
+    xk.add_argument("--archs", type=int, metavar="M", help="architectures to corrupt")
+    xk.add_argument("--mode", choices=("redraw", "shuffle", "both"), help="how to corrupt")
+    xk.set_defaults(run=cmd_experiment)
+    xg = xs.add_parser(
+        "arch-grad", parents=[run, common], help="dE/dc-proposed op changes vs random ones"
+    )
+    xg.add_argument("--archs", type=int, metavar="M", help="base architectures")
+    xg.add_argument(
+        "--proposals", type=int, metavar="N", help="changes of each kind per architecture"
+    )
+    xg.add_argument("--grad-batches", type=int, metavar="B", help="validation batches for dE/dc")
+    xg.set_defaults(run=cmd_experiment)
     return p
 
 
