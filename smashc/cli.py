@@ -215,29 +215,38 @@ def cmd_visualize(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_overrides(args: argparse.Namespace) -> dict:
+    """The flags every run command shares (dataset, data dir, seed, device) that were given."""
+    pairs = (
+        ("dataset", args.dataset),
+        ("data_dir", args.data_dir),
+        ("seed", args.seed),
+        ("device", args.device),
+    )
+    return {k: v for k, v in pairs if v is not None}
+
+
+def _scoring_overrides(args: argparse.Namespace) -> dict:
+    pairs = (
+        ("bn_batches", getattr(args, "bn_batches", None)),
+        ("z_samples", getattr(args, "z_samples", None)),
+    )
+    return {k: v for k, v in pairs if v is not None}
+
+
 def _search_config(args: argparse.Namespace):
     from dataclasses import replace
 
     from smashc.runtime.search import PRESETS
 
-    cfg = PRESETS[args.preset]
-    top = {
-        k: v
-        for k, v in (
-            ("dataset", args.dataset),
-            ("data_dir", args.data_dir),
-            ("seed", args.seed),
-            ("device", args.device),
-        )
-        if v is not None
-    }
-    cfg = replace(cfg, **top)
+    cfg = replace(PRESETS[args.preset], **_run_overrides(args))
     if getattr(args, "epochs", None) is not None:
         cfg = replace(cfg, train=replace(cfg.train, epochs=args.epochs))
     if getattr(args, "archs", None) is not None:
         cfg = replace(cfg, score=replace(cfg.score, archs=args.archs))
     if getattr(args, "refine", None) is not None:
         cfg = replace(cfg, score=replace(cfg.score, refine=args.refine))
+    cfg = replace(cfg, score=replace(cfg.score, **_scoring_overrides(args)))
     if getattr(args, "final_epochs", None) is not None:
         cfg = replace(cfg, final=replace(cfg.final, epochs=args.final_epochs))
     if getattr(args, "lr", None) is not None:
@@ -250,6 +259,7 @@ def cmd_search(args: argparse.Namespace) -> int:
 
     from smashc.runtime import search
 
+    _check_counts(args)
     cfg = _search_config(args)
     out = Path(args.out)
     try:
@@ -308,26 +318,10 @@ def _experiment_config(args: argparse.Namespace):
         "arch-grad": experiments.ARCH_GRAD,
     }[args.experiment]
     cfg = presets[args.preset]
-    s = cfg.search
-    top = {
-        k: v
-        for k, v in (
-            ("dataset", args.dataset),
-            ("data_dir", args.data_dir),
-            ("seed", args.seed),
-            ("device", args.device),
-        )
-        if v is not None
-    }
-    s = replace(s, **top)
+    s = replace(cfg.search, **_run_overrides(args))
     if args.epochs is not None:
         s = replace(s, train=replace(s.train, epochs=args.epochs))
-    score = {
-        k: v
-        for k, v in (("bn_batches", args.bn_batches), ("z_samples", args.z_samples))
-        if v is not None
-    }
-    s = replace(s, score=replace(s.score, **score))
+    s = replace(s, score=replace(s.score, **_scoring_overrides(args)))
     more = {"checkpoint": args.checkpoint} if args.checkpoint is not None else {}
     if args.experiment in ("correlation", "low-budget"):
         if args.archs is not None:
@@ -528,7 +522,18 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--seed", type=int)
     run.add_argument("--device", choices=("cpu", "cuda", "auto"))
 
-    s = sub.add_parser("search", parents=[run], help="run a SMASH architecture search")
+    scoring = _ArgumentParser(add_help=False)
+    scoring.add_argument(
+        "--bn-batches",
+        type=int,
+        metavar="B",
+        help="scoring: recalibrate each architecture's BN statistics on B training batches",
+    )
+    scoring.add_argument(
+        "--z-samples", type=int, metavar="Z", help="scoring: average the error over Z noise samples"
+    )
+
+    s = sub.add_parser("search", parents=[run, scoring], help="run a SMASH architecture search")
     s.add_argument("--out", default="runs/search", help="output folder (default: runs/search)")
     s.add_argument("--epochs", type=int, help="HyperNet training epochs")
     s.add_argument("--archs", type=int, help="architectures to score")
@@ -557,12 +562,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="a trained SMASH network (smashc search's OUT/checkpoint.pt) instead of training one",
     )
     common.add_argument("--epochs", type=int, metavar="E", help="HyperNet training epochs")
-    common.add_argument(
-        "--bn-batches", type=int, metavar="B", help="scoring: recalibrate BN on B batches"
-    )
-    common.add_argument(
-        "--z-samples", type=int, metavar="Z", help="scoring: average over Z noise samples"
-    )
 
     corr = _ArgumentParser(add_help=False)
     corr.add_argument("--archs", type=int, metavar="K", help="architectures to score (paper: 250)")
@@ -578,13 +577,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     xc = xs.add_parser(
         "correlation",
-        parents=[run, common, corr],
+        parents=[run, common, scoring, corr],
         help="SMASH score vs true error of normally trained architectures (Figure 3)",
     )
     xc.set_defaults(run=cmd_experiment)
     xl = xs.add_parser(
         "low-budget",
-        parents=[run, common, corr],
+        parents=[run, common, scoring, corr],
         help="the correlation experiment with a much smaller HyperNet",
     )
     xl.add_argument(
@@ -594,13 +593,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     xl.set_defaults(run=cmd_experiment)
     xk = xs.add_parser(
-        "corrupt", parents=[run, common], help="score architectures with corrupted encodings c"
+        "corrupt",
+        parents=[run, common, scoring],
+        help="score architectures with corrupted encodings c",
     )
     xk.add_argument("--archs", type=int, metavar="M", help="architectures to corrupt")
     xk.add_argument("--mode", choices=("redraw", "shuffle", "both"), help="how to corrupt")
     xk.set_defaults(run=cmd_experiment)
     xg = xs.add_parser(
-        "arch-grad", parents=[run, common], help="dE/dc-proposed op changes vs random ones"
+        "arch-grad", parents=[run, common, scoring], help="dE/dc-proposed op changes vs random ones"
     )
     xg.add_argument("--archs", type=int, metavar="M", help="base architectures")
     xg.add_argument(

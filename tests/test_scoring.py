@@ -3,16 +3,19 @@
 * recalibration replaces the shared BN statistics by the architecture's own running mean
   over the calibration batches, and puts the shared ones back afterwards;
 * an error averaged over several z is the mean of the single-z errors;
-* ``score_all`` with ``bn_batches`` needs the training split and changes scores.
+* ``score_all`` with ``bn_batches`` needs the training split and changes scores;
+* ``smashc search --bn-batches B --z-samples Z`` sets them.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 
 import pytest
 import torch
 
+from smashc.cli import main
 from smashc.runtime import search
 from smashc.runtime.data import Batches, Subset
 from smashc.runtime.oneshot import OneShot
@@ -104,3 +107,13 @@ def test_score_all_with_recalibration(setup, tmp_path):
     recal = search.score_all(model, bn_cfg, val, ds, tmp_path / "bn", "cpu", train)
     assert [s.text for s in plain] == [s.text for s in recal]
     assert [s.error for s in plain] != [s.error for s in recal]
+
+
+def test_search_takes_the_knobs_from_the_command_line(tmp_path, capsys):
+    out = tmp_path / "run"
+    argv = ["search", "--preset", "smoke", "--out", str(out), "--no-final", "--archs", "2"]
+    assert main([*argv, "--bn-batches", "1", "--z-samples", "2"]) == 0
+    score = json.loads((out / "config.json").read_text())["score"]
+    assert (score["bn_batches"], score["z_samples"]) == (1, 2)
+    assert main([*argv, "--z-samples", "0"]) == 1
+    assert "--z-samples must be at least 1" in capsys.readouterr().err
