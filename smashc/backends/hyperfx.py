@@ -64,13 +64,16 @@ class _HyperBuilder:
         self.root = nn.Module()
         self.root.shared = shared
         self.graph = fx.Graph()
-        self.count = 0
+        self.attrs: dict[str, fx.Node] = {}
 
     def call(self, fn, args, name: str, kwargs=None) -> fx.Node:
         return self.graph.create_node("call_function", fn, tuple(args), kwargs or {}, name=name)
 
     def attr(self, target: str, name: str) -> fx.Node:
-        return self.graph.create_node("get_attr", target, (), {}, name=name)
+        """One get_attr node per target, named at its first use (fewer nodes, faster codegen)."""
+        if target not in self.attrs:
+            self.attrs[target] = self.graph.create_node("get_attr", target, (), {}, name=name)
+        return self.attrs[target]
 
     def sliced(self, target: str, index: tuple, name: str) -> fx.Node:
         return self.call(operator.getitem, [self.attr(target, f"{name}_bank"), index], name)
