@@ -596,6 +596,15 @@ def evaluate(model: torch.nn.Module, batches: Batches) -> tuple[float, float]:
     return loss / max(total, 1), correct / max(total, 1)
 
 
+def _header_span(program, which: str, file: str) -> Span:
+    """Where the network states its ``input`` or ``classes`` (else the network itself)."""
+    net = program.network
+    if net is None:
+        return Span(file, 1, 1, 1, 1)
+    kind = ast.Input if which == "input" else ast.Classes
+    return next((st.span for st in net.body if isinstance(st, kind)), net.span)
+
+
 def train_final(
     source: str,
     cfg: SearchConfig,
@@ -622,7 +631,7 @@ def train_final(
     program = load_text(source, file, base)
     ir = compile_program(program).ir
     if ir.input != ds.shape or ir.classes != ds.classes:
-        span = next((s.span for s in ir.stages), Span(file, 1, 1, 1, 1))
+        span = _header_span(program, "input" if ir.input != ds.shape else "classes", file)
         shape = "x".join(map(str, ir.input))
         msg = (
             f"the network takes {shape} inputs and {ir.classes} classes, but the dataset "

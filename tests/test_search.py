@@ -474,3 +474,18 @@ def test_user_errors_in_a_real_process(args, tmp_path):
     assert "Traceback" not in proc.stderr, proc.stderr
     assert proc.stderr.strip() and proc.stdout == ""
     assert "error" in proc.stderr
+
+
+def test_train_points_at_the_input_or_classes_line_that_does_not_fit(tmp_path, capsys):
+    """The smoke dataset is 3x16x16 with 10 classes; ResNet-20 states 3 x 32 x 32."""
+    example = ROOT / "examples" / "resnet20.smash"
+    assert main(["train", str(example), "--preset", "smoke", "--out", str(tmp_path / "a")]) == 1
+    err = capsys.readouterr().err
+    assert re.search(r"resnet20\.smash:7:5: error\[E0704\]: the network takes 3x32x32", err), err
+    text = example.read_text().replace("input 3 x 32 x 32", "input 3 x 16 x 16")
+    text = text.replace("classes 10", "classes 7")
+    fixed = tmp_path / "resnet_small.smash"
+    fixed.write_text(text)
+    assert main(["train", str(fixed), "--preset", "smoke", "--out", str(tmp_path / "b")]) == 1
+    err = capsys.readouterr().err
+    assert re.search(r"resnet_small\.smash:8:5: error\[E0704\]: .* 7 classes", err), err
