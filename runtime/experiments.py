@@ -345,7 +345,7 @@ def sampled(cfg: SearchConfig, index: int) -> ast.Module:
 
 
 def noise(cfg: SearchConfig, index: int, compiled: Compiled, device) -> list[torch.Tensor]:
-    """The noise samples z that ``search._score`` uses for the ``index``-th architecture."""
+    """The noise samples z that ``search.score_one`` uses for the ``index``-th architecture."""
     gen = torch.Generator().manual_seed(_seed(cfg.seed, 4, index))
     shape = (1, 1, *compiled.enc.tensor.shape[2:])
     return [torch.randn(shape, generator=gen).to(device) for _ in range(cfg.score.z_samples)]
@@ -363,13 +363,13 @@ def score_indices(
     desc: str = "scoring",
 ) -> dict[int, Scored]:
     """Like ``search.score_all``, but only the architectures ``indices``, into ``path``."""
-    batches = search._score_batches(cfg, val, ds, device)
-    calibration = search._calibration_batches(cfg, train, ds, device)
-    done = search._load_scores(path)
+    batches = search.score_batches(cfg, val, ds, device)
+    calibration = search.calibration_batches(cfg, train, ds, device)
+    done = search.load_scores(path)
     out = {}
     for i in tqdm(indices, desc=desc, unit="arch", dynamic_ncols=True):
         if i not in done:
-            rec = search._score(
+            rec = search.score_one(
                 model, sampled(cfg, i), batches, cfg, i, "sample", device, calibration
             )
             _append_jsonl(path, dataclasses.asdict(rec))
@@ -607,7 +607,7 @@ def run_correlation(cfg: CorrelationConfig, out: Path, name: str = "correlation"
                 knob_errors[variant] = {i: s.error for i, s in got.items()}
         seconds["knobs"] = time.perf_counter() - t
     except KeyboardInterrupt:
-        raise search._Interrupted from None
+        raise search.Interrupted from None
 
     counts = _param_counts(model, [model.compile(sampled(scfg, s.index)) for s in picked[:20]])
     summary = _correlation_report(cfg, out, picked, ranks, results, knob_errors)
@@ -729,8 +729,8 @@ def run_corrupt(cfg: CorruptConfig, out: Path) -> dict:
     try:
         if model is None:
             model = smash_model(scfg, ds, train, out, device)
-        batches = search._score_batches(scfg, val, ds, device)
-        calibration = search._calibration_batches(scfg, train, ds, device)
+        batches = search.score_batches(scfg, val, ds, device)
+        calibration = search.calibration_batches(scfg, train, ds, device)
         for i in tqdm(range(cfg.archs), desc="corrupting", unit="arch", dynamic_ncols=True):
             keys = [(i, "true", "-")] + [(i, f, m) for f in fields for m in cfg.modes]
             if all(k in done for k in keys):
@@ -758,7 +758,7 @@ def run_corrupt(cfg: CorruptConfig, out: Path) -> dict:
                 _append_jsonl(path, rec)
                 done[key] = rec
     except KeyboardInterrupt:
-        raise search._Interrupted from None
+        raise search.Interrupted from None
     return _corrupt_report(cfg, out, done, fields)
 
 
@@ -851,8 +851,8 @@ def run_arch_grad(cfg: ArchGradConfig, out: Path) -> dict:
     try:
         if model is None:
             model = smash_model(scfg, ds, train, out, device)
-        batches = search._score_batches(scfg, val, ds, device)
-        calibration = search._calibration_batches(scfg, train, ds, device)
+        batches = search.score_batches(scfg, val, ds, device)
+        calibration = search.calibration_batches(scfg, train, ds, device)
         for i in tqdm(range(cfg.archs), desc="arch-grad", unit="arch", dynamic_ncols=True):
             n = cfg.proposals
             keys = [(i, "base", 0)] + [(i, k, r) for k in ("gradient", "random") for r in range(n)]
@@ -860,7 +860,7 @@ def run_arch_grad(cfg: ArchGradConfig, out: Path) -> dict:
                 continue
             net = Sampler(scfg.space, _seed(scfg.seed, 5, i)).sample_arch(1.0, name=f"arch{i}")
             compiled = model.compile(to_module(net))
-            base = search._score(
+            base = search.score_one(
                 model, to_module(net), batches, scfg, i, "sample", device, calibration
             )
             zs = noise(scfg, i, compiled, device)
@@ -885,7 +885,7 @@ def run_arch_grad(cfg: ArchGradConfig, out: Path) -> dict:
                         continue
                     if j not in cache:
                         cand = to_module(apply(net, changes[j]))
-                        cache[j] = search._score(
+                        cache[j] = search.score_one(
                             model, cand, batches, scfg, i, "sample", device, calibration
                         ).error
                     ch = changes[j]
@@ -902,7 +902,7 @@ def run_arch_grad(cfg: ArchGradConfig, out: Path) -> dict:
                     _append_jsonl(path, rec)
                     done[(i, kind, r)] = rec
     except KeyboardInterrupt:
-        raise search._Interrupted from None
+        raise search.Interrupted from None
     return _arch_grad_report(cfg, out, done)
 
 

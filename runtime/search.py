@@ -164,8 +164,8 @@ def _append_jsonl(path: Path, record: dict) -> None:
 # --- HyperNet training ----------------------------------------------------------------------
 
 
-class _Interrupted(Exception):
-    pass
+class Interrupted(Exception):
+    """Ctrl-C stopped a run between steps; its checkpoint is saved and ``--resume`` continues."""
 
 
 def _truncate_log(path: Path, global_step: int) -> None:
@@ -265,7 +265,7 @@ def train_smash(
                 if stop["requested"]:
                     bar.close()
                     save(epoch, step)
-                    raise _Interrupted
+                    raise Interrupted
                 compiled = pending.result()
                 if step + 1 < per_epoch:
                     pending = pool.submit(compile_step, g + 1)
@@ -297,7 +297,7 @@ def train_smash(
             bar.close()
             save(epoch + 1, 0)
     except KeyboardInterrupt:
-        raise _Interrupted from None
+        raise Interrupted from None
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
         if previous is not None:
@@ -372,7 +372,7 @@ def smash_error(
     return sum(errors) / len(errors)
 
 
-def _score(
+def score_one(
     model,
     module: ast.Module,
     batches,
@@ -382,6 +382,7 @@ def _score(
     device,
     calibration: Batches | None = None,
 ) -> Scored:
+    """The ``index``-th architecture's SMASH score (its noise samples seeded by ``index``)."""
     compiled = model.compile(module)
     gen = torch.Generator().manual_seed(_seed(cfg.seed, 4, index))
     shape = (1, 1, *compiled.enc.tensor.shape[2:])
@@ -391,7 +392,7 @@ def _score(
     return Scored(index, source, err, params, macs, print_module(module))
 
 
-def _load_scores(path: Path) -> dict[int, Scored]:
+def load_scores(path: Path) -> dict[int, Scored]:
     if not path.exists():
         return {}
     out = {}
@@ -401,7 +402,7 @@ def _load_scores(path: Path) -> dict[int, Scored]:
     return out
 
 
-def _score_batches(cfg: SearchConfig, val: Subset, ds: Dataset, device) -> Batches:
+def score_batches(cfg: SearchConfig, val: Subset, ds: Dataset, device) -> Batches:
     """The validation images scoring uses (the first ``val_images`` of the split)."""
     n = cfg.score.val_images
     if n is not None and n < len(val):
@@ -409,7 +410,7 @@ def _score_batches(cfg: SearchConfig, val: Subset, ds: Dataset, device) -> Batch
     return Batches(ds, val, cfg.score.batch_size, 0, shuffle=False, device=device)
 
 
-def _calibration_batches(cfg: SearchConfig, train: Subset | None, ds: Dataset, device):
+def calibration_batches(cfg: SearchConfig, train: Subset | None, ds: Dataset, device):
     """The first ``bn_batches`` training batches (no augmentation), or None when off."""
     n = cfg.score.bn_batches * cfg.score.batch_size
     if not n:
@@ -432,17 +433,17 @@ def score_all(
     """Scores ``cfg.score.archs`` sampled architectures; already-scored ones are reused.
     ``train`` is needed only for BN recalibration (``cfg.score.bn_batches``)."""
     sc = cfg.score
-    batches = _score_batches(cfg, val, ds, device)
-    calibration = _calibration_batches(cfg, train, ds, device)
+    batches = score_batches(cfg, val, ds, device)
+    calibration = calibration_batches(cfg, train, ds, device)
     path = out / "scores.jsonl"
-    done = _load_scores(path)
+    done = load_scores(path)
     results = []
     for i in tqdm(range(sc.archs), desc="scoring", unit="arch", dynamic_ncols=True):
         if i in done:
             results.append(done[i])
             continue
         module = Sampler(cfg.space, _seed(cfg.seed, 5, i)).sample(1.0, name=f"arch{i}")
-        rec = _score(model, module, batches, cfg, i, "sample", device, calibration)
+        rec = score_one(model, module, batches, cfg, i, "sample", device, calibration)
         _append_jsonl(path, dataclasses.asdict(rec))
         results.append(rec)
     return results
@@ -494,10 +495,10 @@ def refine(
     from smashc.frontend.loader import load_text
 
     sc = cfg.score
-    batches = _score_batches(cfg, val, ds, device)
-    calibration = _calibration_batches(cfg, train, ds, device)
+    batches = score_batches(cfg, val, ds, device)
+    calibration = calibration_batches(cfg, train, ds, device)
     path = out / "scores.jsonl"
-    done = _load_scores(path)
+    done = load_scores(path)
     rng = np.random.default_rng(_seed(cfg.seed, 6))
     current = best
     tried = []
@@ -508,7 +509,7 @@ def refine(
         if index in done:
             rec = done[index]
         else:
-            rec = _score(
+            rec = score_one(
                 model,
                 to_module(replace(cand, name=f"refined{j}")),
                 batches,

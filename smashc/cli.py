@@ -267,7 +267,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     except SmashError as exc:
         print(exc.render(), file=sys.stderr)
         return 1
-    except search._Interrupted:
+    except search.Interrupted:
         argv = [a for a in args.argv if a != "--resume"]
         again = shlex.join(["smashc", argv[0], "--resume", *argv[1:]])
         print(f"interrupted; checkpoint saved. Continue with: {again}", file=sys.stderr)
@@ -370,9 +370,8 @@ def _print_correlation(summary: dict) -> None:
         knobs = f"bn_batches={st['bn_batches']}, z_samples={st['z_samples']}"
         print(f"  knobs {name + ':':<6} {line(st)} ({knobs})")
     if "reference" in summary and summary["reference"]["correlation"]:
-        print(
-            f"  reference (larger HyperNet): {line(summary['reference']['correlation']['smash'])}"
-        )
+        ref = summary["reference"]
+        print(f"  reference run {ref['folder']}: {line(ref['correlation']['smash'])}")
     files = summary["files"]
     print(f"wrote {files['csv']}, {files['plot']} and the summary beside them")
 
@@ -428,7 +427,7 @@ def cmd_experiment(args: argparse.Namespace) -> int:
     except SmashError as exc:
         print(exc.render(), file=sys.stderr)
         return 1
-    except search._Interrupted:
+    except search.Interrupted:
         again = shlex.join(["smashc", *args.argv])
         print(f"interrupted; finished work is kept. Continue with: {again}", file=sys.stderr)
         return 130
@@ -564,6 +563,12 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--epochs", type=int, metavar="E", help="HyperNet training epochs")
 
     corr = _ArgumentParser(add_help=False)
+    corr.add_argument(
+        "--reference",
+        metavar="DIR",
+        help="a correlation experiment's folder: score its trained architectures with this "
+        "run's SMASH network and reuse their true errors (no normal training)",
+    )
     corr.add_argument("--archs", type=int, metavar="K", help="architectures to score (paper: 250)")
     corr.add_argument(
         "--every", type=int, metavar="M", help="train every M-th in order of score (paper: 5)"
@@ -585,11 +590,6 @@ def build_parser() -> argparse.ArgumentParser:
         "low-budget",
         parents=[run, common, scoring, corr],
         help="the correlation experiment with a much smaller HyperNet",
-    )
-    xl.add_argument(
-        "--reference",
-        metavar="DIR",
-        help="a correlation experiment's folder: score and reuse its trained architectures",
     )
     xl.set_defaults(run=cmd_experiment)
     xk = xs.add_parser(

@@ -236,7 +236,22 @@ def test_low_budget_reuses_the_reference_runs_trained_architectures(corr, tmp_pa
     assert summary["hypernet_params"] < big["hypernet_params"] / 4
     assert summary["shared_params"] == big["shared_params"]  # the same main network
     assert summary["reference"]["correlation"] == big["correlation"]
-    assert "reference (larger HyperNet)" in stdout
+    assert f"reference run {ref}:" in stdout
+
+
+def test_correlation_with_a_reference_rescores_with_another_smash_network(corr, tmp_path, capsys):
+    """--epochs 1 --reference: the same architectures and true errors, other SMASH scores."""
+    out = tmp_path / "short"
+    argv = ["experiment", "correlation", "--preset", "smoke", "--out", out, "--epochs", "1"]
+    code, _, err = run_main([*argv, "--reference", corr], capsys)
+    assert code == 0, err
+    assert not (out / "trained").exists()
+    _, mine = read_csv(out / "correlation.csv")
+    _, theirs = read_csv(corr / "correlation.csv")
+    assert {r["index"]: r["true_error"] for r in mine} == {
+        r["index"]: r["true_error"] for r in theirs
+    }
+    assert json.loads((out / "config.json").read_text())["search"]["train"]["epochs"] == 1
 
 
 # --- corruption of c -------------------------------------------------------------------------
