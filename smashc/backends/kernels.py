@@ -1,14 +1,14 @@
 """The HyperNet backend's two per-op kernels: the generated bottleneck and the shared conv.
 
 One fx node each (instead of the four to six of their parts) keeps the generated module
-small: compiling an architecture every training step costs half as much.
+small: fx code generation is the largest part of compiling an architecture every step.
 
 The conv is dispatched to the fastest CPU layout.
 
 Same result and gradients as ``F.conv2d(x, w, None, 1, padding, dilation, groups)`` with
 "same" padding. oneDNN on an AVX2 CPU (2 threads, batch 50) is slow on exactly the convs
-the SMASH space is full of; measured per conv with ``bench/convs.py`` (forward + backward,
-conversions from and to NCHW included):
+the SMASH space is full of; measured per conv category with ``bench/convs.py`` (forward +
+backward, conversions from and to NCHW included):
 
 * grouped kernels run 2-5x faster in channels-last layout;
 * dilated 5x5/7x7 kernels have a weight gradient at 15-20 GFLOP/s (against 100-200 for

@@ -1,0 +1,112 @@
+"""Seconds per conv category of SMASH-space networks, plain NCHW vs channels-last vs dispatched.
+
+    python bench/convs.py [--archs 3] [--progress 1.0] [--max-bottleneck 1]
+
+The evidence behind ``smashc/backends/kernels.py``: the shared convs of a few sampled
+architectures are recorded, then each is timed forward + backward (input and weight
+gradients, batch 50, 2 threads) from NCHW inputs, so layout conversions are included:
+``nchw`` is plain ``F.conv2d``, ``channels-last`` converts input and weight and converts the
+output back, ``dispatched`` is ``kernels.conv2d``. Totals per category (ms, summed over the
+recorded convs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import time
+
+import torch
+import torch.nn.functional as F  # noqa: N812
+
+from smashc.backends import kernels
+from smashc.runtime.oneshot import OneShot
+from smashc.runtime.sampler import Sampler, SearchSpace
+
+_CL = torch.channels_last
+
+
+def recorded(space: SearchSpace, archs: int, progress: float) -> list[tuple]:
+    calls, real = [], kernels.conv2d
+
+    def record(x, w, padding, dilation, groups):
+        calls.append((tuple(x.shape), tuple(w.shape), tuple(padding), tuple(dilation), groups))
+        return real(x, w, padding, dilation, groups)
+
+    kernels.conv2d = record  # shared_conv looks the function up at call time
+    try:
+        model = OneShot(space)
+        x = torch.randn(50, *space.input)
+        for i in range(archs):
+            c = model.compile(Sampler(space, seed=1000 + i).sample(progress))
+            with torch.no_grad():
+                c.gm(x, model.generated(c))
+    finally:
+        kernels.conv2d = real
+    return calls
+
+
+def category(w: tuple, dilation: tuple, groups: int) -> str:
+    kind = "grouped" if groups > 1 else "dense"
+    dilated = " dilated" if dilation != (1, 1) else ""
+    return f"{kind}{dilated} {'3x3' if w[2] * w[3] <= 9 else '5x5+'}"
+
+
+def timed(f, repeat: int = 3) -> float:
+    f()
+    best = float("inf")
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        f()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def time_conv(shape, wshape, pad, dil, groups) -> dict[str, float]:
+    """Forward + backward seconds of one conv, per mode."""
+    x = torch.randn(shape, requires_grad=True)
+    w = torch.randn(wshape, requires_grad=True)
+    modes = {
+        "nchw": lambda: F.conv2d(x, w, None, 1, pad, dil, groups),
+        "channels-last": lambda: F.conv2d(
+            x.contiguous(memory_format=_CL),
+            w.contiguous(memory_format=_CL),
+            None,
+            1,
+            pad,
+            dil,
+            groups,
+        ).contiguous(),  # fmt: skip
+        "dispatched": lambda: kernels.conv2d(x, w, pad, dil, groups),
+    }
+    out = {}
+    for mode, f in modes.items():
+        gy = torch.randn_like(f())
+        out[mode] = timed(lambda f=f, gy=gy: torch.autograd.grad(f(), (x, w), gy))
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--archs", type=int, default=3)
+    ap.add_argument("--progress", type=float, default=1.0)
+    ap.add_argument("--max-bottleneck", type=int, default=1)
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    space = SearchSpace(max_bottleneck=args.max_bottleneck)
+    totals: dict[tuple[str, str], float] = collections.defaultdict(float)
+    for shape, wshape, pad, dil, groups in recorded(space, args.archs, args.progress):
+        for mode, seconds in time_conv(shape, wshape, pad, dil, groups).items():
+            totals[(category(wshape, dil, groups), mode)] += seconds
+    names = ("nchw", "channels-last", "dispatched")
+    print(f"{'category':<22}" + "".join(f"{m:>15}" for m in names))
+    for cat in sorted({c for c, _ in totals}):
+        print(f"{cat:<22}" + "".join(f"{1000 * totals[(cat, m)]:>15.0f}" for m in names))
+    print(f"{'total':<22}" + "".join(
+        f"{1000 * sum(v for (_, m), v in totals.items() if m == mode):>15.0f}" for mode in names
+    ))  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
