@@ -339,6 +339,23 @@ def _setup(cfg):
     return cfg, device, ds, train, val, model
 
 
+def _scoring_run(cfg, out: Path):
+    """What the corrupt and arch-grad experiments start from: the resolved config, the
+    device, the SMASH network (loaded from the checkpoint, or trained into ``out``) and the
+    scoring and BN-calibration batches; the run's config is written to ``out``."""
+    cfg, device, ds, train, val, model = _setup(cfg)
+    start(out, cfg.to_json())
+    scfg = cfg.search
+    if model is None:
+        try:
+            model = smash_model(scfg, ds, train, out, device)
+        except KeyboardInterrupt:
+            raise search.Interrupted from None
+    batches = search.score_batches(scfg, val, ds, device)
+    calibration = search.calibration_batches(scfg, train, ds, device)
+    return cfg, device, model, batches, calibration
+
+
 def sampled(cfg: SearchConfig, index: int) -> ast.Module:
     """The ``index``-th scored architecture (as ``search.score_all`` samples it)."""
     return Sampler(cfg.space, _seed(cfg.seed, 5, index)).sample(1.0, name=f"arch{index}")
@@ -719,18 +736,13 @@ def run_corrupt(cfg: CorruptConfig, out: Path) -> dict:
     """Scores each architecture with its true c and with c corrupted one field at a time."""
     if cfg.archs < 1:
         raise _fail("E0704", f"--archs must be at least 1, got {cfg.archs}")
-    cfg, device, ds, train, val, model = _setup(cfg)
+    cfg, device, model, batches, calibration = _scoring_run(cfg, out)
     scfg = cfg.search
-    start(out, cfg.to_json())
     enc = scfg.space.encoding()
     fields = corruptible(enc)
     path = out / "corrupt.jsonl"
     done = {(r["index"], r["field"], r["mode"]): r for r in _jsonl(path)}
     try:
-        if model is None:
-            model = smash_model(scfg, ds, train, out, device)
-        batches = search.score_batches(scfg, val, ds, device)
-        calibration = search.calibration_batches(scfg, train, ds, device)
         for i in tqdm(range(cfg.archs), desc="corrupting", unit="arch", dynamic_ncols=True):
             keys = [(i, "true", "-")] + [(i, f, m) for f in fields for m in cfg.modes]
             if all(k in done for k in keys):
@@ -842,17 +854,12 @@ def run_arch_grad(cfg: ArchGradConfig, out: Path) -> dict:
     most, and as many random ones; all scored by their actual SMASH error."""
     if cfg.archs < 1 or cfg.proposals < 1 or cfg.grad_batches < 1:
         raise _fail("E0704", "--archs, --proposals and --grad-batches must be at least 1")
-    cfg, device, ds, train, val, model = _setup(cfg)
+    cfg, device, model, batches, calibration = _scoring_run(cfg, out)
     scfg = cfg.search
-    start(out, cfg.to_json())
     enc = scfg.space.encoding()
     path = out / "arch_grad.jsonl"
     done = {(r["index"], r["kind"], r["rank"]): r for r in _jsonl(path)}
     try:
-        if model is None:
-            model = smash_model(scfg, ds, train, out, device)
-        batches = search.score_batches(scfg, val, ds, device)
-        calibration = search.calibration_batches(scfg, train, ds, device)
         for i in tqdm(range(cfg.archs), desc="arch-grad", unit="arch", dynamic_ncols=True):
             n = cfg.proposals
             keys = [(i, "base", 0)] + [(i, k, r) for k in ("gradient", "random") for r in range(n)]
