@@ -50,3 +50,16 @@ def test_weight_gradient_alone():
     w2 = w.detach().clone().requires_grad_()
     (g2,) = torch.autograd.grad(F.conv2d(x, w2, None, 1, (4, 2), (2, 1), 1).sum(), (w2,))
     torch.testing.assert_close(g, g2)
+
+
+@pytest.mark.parametrize(("kernel", "dilation", "groups", "size"), CASES[::5])
+def test_conv2d_without_autograd_runs_channels_last(kernel, dilation, groups, size):
+    """Scoring's path: same values, channels-last out so the next op needs no conversion."""
+    gen = torch.Generator().manual_seed(7)
+    x = torch.randn(3, 16, size, size, generator=gen, dtype=torch.float64)
+    w = torch.randn(8, 16 // groups, *kernel, generator=gen, dtype=torch.float64)
+    pad = tuple((k - 1) // 2 * d for k, d in zip(kernel, dilation, strict=True))
+    with torch.no_grad():
+        y = kernels.conv2d(x, w, pad, dilation, groups)
+    assert y.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(y, F.conv2d(x, w, None, 1, pad, dilation, groups))

@@ -120,7 +120,8 @@ class _HyperBuilder:
                 block = [s.name for s in self.ir.blocks].index(p.stage)
                 return self.smash(op, x, w, block, name)
             case arch.Conv() if kind == "stem":
-                return self.graph.create_node("call_module", "shared.stem", (x,), {}, name=name)
+                w_stem = self.attr("shared.stem.weight", f"{name}_w")
+                return self.call(kernels.conv2d, [x, w_stem, op.padding, (1, 1), 1], name)
             case arch.Conv() if kind == "transition":
                 t = self.transition_index(p.stage)
                 weight = self.sliced(
