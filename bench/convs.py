@@ -1,13 +1,14 @@
-"""Seconds per conv category of SMASH-space networks, plain NCHW vs channels-last vs dispatched.
+"""Seconds per conv category of SMASH-space networks: NCHW, channels-last, and kernels.conv2d.
 
     python bench/convs.py [--archs 3] [--progress 1.0] [--max-bottleneck 1]
 
-The evidence behind ``smashc/backends/kernels.py``: the shared convs of a few sampled
-architectures are recorded, then each is timed forward + backward (input and weight
-gradients, batch 50, 2 threads) from NCHW inputs, so layout conversions are included:
-``nchw`` is plain ``F.conv2d``, ``channels-last`` converts input and weight and converts the
-output back, ``dispatched`` is ``kernels.conv2d``. Totals per category (ms, summed over the
-recorded convs).
+The evidence behind ``smashc/backends/kernels.py``: the convs of a few sampled
+architectures (1x1 bottlenecks and shared convs) are recorded, then each is timed forward
++ backward (input and weight gradients, batch 50, 2 threads): ``nchw`` is plain
+``F.conv2d`` on NCHW tensors, ``nchw<->cl`` converts an NCHW input to channels-last and the
+output back (one layout-switched conv in an NCHW network), ``channels-last`` is plain
+``F.conv2d`` on channels-last tensors, ``dispatched`` is ``kernels.conv2d`` on them (the
+network runs channels-last end to end). Totals per category (ms, summed over the convs).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ def recorded(space: SearchSpace, archs: int, progress: float) -> list[tuple]:
         calls.append((tuple(x.shape), tuple(w.shape), tuple(padding), tuple(dilation), groups))
         return real(x, w, padding, dilation, groups)
 
-    kernels.conv2d = record  # shared_conv looks the function up at call time
+    kernels.conv2d = record  # shared_conv and bottleneck look it up at call time
     try:
         model = OneShot(space)
         x = torch.randn(50, *space.input)
@@ -47,6 +48,8 @@ def recorded(space: SearchSpace, archs: int, progress: float) -> list[tuple]:
 
 
 def category(w: tuple, dilation: tuple, groups: int) -> str:
+    if w[2] * w[3] == 1:
+        return "1x1"
     kind = "grouped" if groups > 1 else "dense"
     dilated = " dilated" if dilation != (1, 1) else ""
     return f"{kind}{dilated} {'3x3' if w[2] * w[3] <= 9 else '5x5+'}"
@@ -66,23 +69,25 @@ def time_conv(shape, wshape, pad, dil, groups) -> dict[str, float]:
     """Forward + backward seconds of one conv, per mode."""
     x = torch.randn(shape, requires_grad=True)
     w = torch.randn(wshape, requires_grad=True)
+    xc = x.detach().contiguous(memory_format=_CL).requires_grad_()
+    wc = w.detach().contiguous(memory_format=_CL).requires_grad_()
     modes = {
-        "nchw": lambda: F.conv2d(x, w, None, 1, pad, dil, groups),
-        "channels-last": lambda: F.conv2d(
-            x.contiguous(memory_format=_CL),
-            w.contiguous(memory_format=_CL),
-            None,
-            1,
-            pad,
-            dil,
-            groups,
-        ).contiguous(),  # fmt: skip
-        "dispatched": lambda: kernels.conv2d(x, w, pad, dil, groups),
-    }
+        "nchw": (lambda: F.conv2d(x, w, None, 1, pad, dil, groups), (x, w)),
+        "nchw<->cl": (
+            lambda: F.conv2d(
+                x.contiguous(memory_format=_CL), w.contiguous(memory_format=_CL),
+                None, 1, pad, dil, groups,
+            ).contiguous(),
+            (x, w),
+        ),
+        "channels-last": (lambda: F.conv2d(xc, wc, None, 1, pad, dil, groups), (xc, wc)),
+        "dispatched": (lambda: kernels.conv2d(xc, wc, pad, dil, groups), (xc, wc)),
+    }  # fmt: skip
     out = {}
-    for mode, f in modes.items():
-        gy = torch.randn_like(f())
-        out[mode] = timed(lambda f=f, gy=gy: torch.autograd.grad(f(), (x, w), gy))
+    for mode, (f, inputs) in modes.items():
+        y = f()
+        gy = torch.randn_like(y)  # same layout as the output, as autograd would hand it
+        out[mode] = timed(lambda f=f, gy=gy, inputs=inputs: torch.autograd.grad(f(), inputs, gy))
     return out
 
 
@@ -99,7 +104,7 @@ def main() -> None:
     for shape, wshape, pad, dil, groups in recorded(space, args.archs, args.progress):
         for mode, seconds in time_conv(shape, wshape, pad, dil, groups).items():
             totals[(category(wshape, dil, groups), mode)] += seconds
-    names = ("nchw", "channels-last", "dispatched")
+    names = ("nchw", "nchw<->cl", "channels-last", "dispatched")
     print(f"{'category':<22}" + "".join(f"{m:>15}" for m in names))
     for cat in sorted({c for c, _ in totals}):
         print(f"{cat:<22}" + "".join(f"{1000 * totals[(cat, m)]:>15.0f}" for m in names))

@@ -478,6 +478,24 @@ def perturb(
     return replace(net, stages=tuple(stages))
 
 
+def fresh_perturbation(
+    net: arch.Network,
+    seen: set[arch.Network],
+    space: SearchSpace,
+    rng: np.random.Generator,
+    p: float,
+    tries: int = 100,
+) -> arch.Network | None:
+    """A perturbation of ``net`` that is in none of ``seen`` (networks compared without
+    their names), or None after ``tries`` draws: scoring one again would only re-draw its
+    noise sample, so keeping it if it scored better would select noise."""
+    for _ in range(tries):
+        cand = perturb(net, space, rng, p)
+        if replace(cand, name="") not in seen:
+            return cand
+    return None
+
+
 def refine(
     model,
     best: Scored,
@@ -489,7 +507,8 @@ def refine(
     start_index: int,
     train: Subset | None = None,
 ) -> list[Scored]:
-    """Hill climbing from the best architecture: keep each perturbation that scores better."""
+    """Hill climbing from the best architecture: keep each perturbation that scores better.
+    Each candidate is a network not scored in this refinement before."""
     from smashc.frontend.expand import expand
     from smashc.frontend.flatten import to_module
     from smashc.frontend.loader import load_text
@@ -502,9 +521,17 @@ def refine(
     rng = np.random.default_rng(_seed(cfg.seed, 6))
     current = best
     tried = []
+    seen = {replace(expand(load_text(best.text)), name="")}
     for j in tqdm(range(sc.refine), desc="refining", unit="arch", dynamic_ncols=True):
         net = expand(load_text(current.text))
-        cand = perturb(net, cfg.space, rng, sc.perturb)
+        cand = fresh_perturbation(net, seen, cfg.space, rng, sc.perturb)
+        if cand is None:
+            tqdm.write(
+                f"refinement stopped after {j}: no new perturbation of the best architecture "
+                f"in 100 draws (perturbation probability {sc.perturb})"
+            )
+            break
+        seen.add(replace(cand, name=""))
         index = start_index + j
         if index in done:
             rec = done[index]

@@ -17,7 +17,7 @@ CASES = [
     ((5, 5), (2, 2), 4, 7),  # odd size: sub-images need zero padding at the bottom/right
     ((3, 7), (3, 1), 2, 10),  # dilation 3 does not divide 10
     ((7, 7), (1, 1), 8, 5),  # kernel wider than the image
-    ((3, 3), (3, 3), 8, 8),  # 3x3 stays on the plain path
+    ((3, 3), (3, 3), 8, 8),  # dilation 3 on 8 pixels: sub-images of 3 and 2 rows
     ((1, 1), (1, 1), 1, 8),
 ]
 
@@ -33,7 +33,7 @@ def test_conv2d_matches_torch(kernel, dilation, groups, size):
     x2, w2 = x.clone().requires_grad_(), w.clone().requires_grad_()
     y1 = kernels.conv2d(x1, w1, pad, dilation, groups)
     y2 = F.conv2d(x2, w2, None, 1, pad, dilation, groups)
-    assert y1.is_contiguous()  # NCHW out, whatever layout ran inside
+    assert y1.is_contiguous(memory_format=torch.channels_last)  # the network's one layout
     torch.testing.assert_close(y1, y2)
     gy = torch.randn(y2.shape, generator=gen, dtype=torch.float64)
     g1 = torch.autograd.grad(y1, (x1, w1), gy)
@@ -54,7 +54,7 @@ def test_weight_gradient_alone():
 
 @pytest.mark.parametrize(("kernel", "dilation", "groups", "size"), CASES[::5])
 def test_conv2d_without_autograd_runs_channels_last(kernel, dilation, groups, size):
-    """Scoring's path: same values, channels-last out so the next op needs no conversion."""
+    """Scoring's path (no autograd graph): same values, channels-last out."""
     gen = torch.Generator().manual_seed(7)
     x = torch.randn(3, 16, size, size, generator=gen, dtype=torch.float64)
     w = torch.randn(8, 16 // groups, *kernel, generator=gen, dtype=torch.float64)
@@ -63,3 +63,16 @@ def test_conv2d_without_autograd_runs_channels_last(kernel, dilation, groups, si
         y = kernels.conv2d(x, w, pad, dilation, groups)
     assert y.is_contiguous(memory_format=torch.channels_last)
     torch.testing.assert_close(y, F.conv2d(x, w, None, 1, pad, dilation, groups))
+
+
+def test_dilated_conv_without_same_padding():
+    """The sub-image gradient needs "same" padding; any other padding takes the plain conv."""
+    gen = torch.Generator().manual_seed(3)
+    x = torch.randn(2, 8, 9, 9, generator=gen, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(4, 8, 3, 3, generator=gen, dtype=torch.float64, requires_grad=True)
+    y = kernels.conv2d(x, w, (1, 0), (3, 2), 1)
+    y2 = F.conv2d(x, w, None, 1, (1, 0), (3, 2), 1)
+    torch.testing.assert_close(y, y2)
+    g = torch.autograd.grad(y.sum(), (x, w))
+    g2 = torch.autograd.grad(y2.sum(), (x, w))
+    torch.testing.assert_close(g, g2)

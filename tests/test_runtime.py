@@ -467,3 +467,24 @@ def test_perturb_is_seeded():
     c = search.perturb(net, space, np.random.default_rng(4), 0.5)
     assert text_of(a) == text_of(b)
     assert text_of(a) != text_of(c)
+
+
+def test_fresh_perturbation_never_repeats_a_network():
+    """Refinement's candidates: with a perturbation probability small enough that most
+    draws change nothing, every candidate still differs from the source and each other."""
+    space = space_of("small", False)
+    net = Sampler(space, 3).sample_arch(1.0)
+    rng = np.random.default_rng(0)
+    unchanged = sum(
+        text_of(search.perturb(net, space, rng, 0.02)) == text_of(net) for _ in range(50)
+    )
+    assert unchanged > 10  # the plain perturbation does repeat at this probability
+    seen = {replace(net, name="")}
+    texts = {text_of(net)}
+    for _ in range(20):
+        cand = search.fresh_perturbation(net, seen, space, rng, 0.02)
+        assert cand is not None
+        seen.add(replace(cand, name=""))
+        texts.add(text_of(cand))
+    assert len(texts) == 21
+    assert search.fresh_perturbation(net, seen, space, rng, 0.0, tries=5) is None

@@ -3,25 +3,21 @@
 One fx node each (instead of the four to six of their parts) keeps the generated module
 small: fx code generation is the largest part of compiling an architecture every step.
 
-The conv is dispatched to the fastest CPU layout.
+On CPU every conv runs in channels-last layout and returns it, so the whole network
+after the stem stays channels-last: the elementwise ops, bank concatenations, BN and
+pooling follow their inputs' layout, and no conversions remain. Same result and gradients
+as ``F.conv2d(x, w, None, 1, padding, dilation, groups)``. Why, measured at batch 50 on
+2 threads of an AVX2 CPU (``bench/convs.py`` per conv, ``bench/train_step.py`` and
+``bench/score.py`` per step and per scored architecture):
 
-Same result and gradients as ``F.conv2d(x, w, None, 1, padding, dilation, groups)`` with
-"same" padding. oneDNN on an AVX2 CPU (2 threads, batch 50) is slow on exactly the convs
-the SMASH space is full of; measured per conv category with ``bench/convs.py`` (forward +
-backward, conversions from and to NCHW included):
+* oneDNN runs 1x1 and grouped convs 2-5x faster in channels-last than in NCHW; with a
+  conversion before and after each conv the gain is lost, hence one layout throughout;
+* dilated kernels have a weight gradient at 15-20 GFLOP/s (against 100-200 for the
+  forward); computing it on the space-to-batch form of input and output gradient, where
+  the dilated conv becomes an ordinary one on ``dh * dw`` sub-images, is 2-3x faster.
 
-* grouped kernels run 2-5x faster in channels-last layout;
-* dilated 5x5/7x7 kernels have a weight gradient at 15-20 GFLOP/s (against 100-200 for
-  the forward); computing it on the space-to-batch form of input and output gradient,
-  where the dilated conv becomes an ordinary one on ``dh * dw`` sub-images, is 2-3x faster;
-* everything else (1x1, dense, dilated 3x3) is fastest left in NCHW: the conversions
-  cost more than they save.
-
-Without autograd (scoring), every conv runs channels-last and *returns* channels-last, so
-the whole network after the stem stays in that layout and the conversions vanish: the
-elementwise ops, concatenations and BN follow their inputs' layout. Forward-only, this
-is 10-15% faster per scored architecture (``bench/score.py``); with backward it is not,
-because the layout-specific weight gradients above are lost.
+Against the earlier mix (NCHW except grouped and dilated 5x5+ convs, each converted back
+and forth) a late SMASH step is 10% faster and scoring 10-15%.
 """
 
 from __future__ import annotations
@@ -83,26 +79,17 @@ def conv2d(
     dilation: tuple[int, int],
     groups: int,
 ) -> torch.Tensor:
-    """``F.conv2d`` (stride 1, no bias): NCHW out with autograd on, channels-last out
-    without; the faster training paths need "same" padding, which every SMASH conv has."""
-    (kh, kw), (dh, dw) = w.shape[2:], dilation
-    same = tuple(padding) == ((kh - 1) // 2 * dh, (kw - 1) // 2 * dw)
-    if x.device.type == "cpu" and not torch.is_grad_enabled():
-        return F.conv2d(
-            x.contiguous(memory_format=_CL), w.contiguous(memory_format=_CL),
-            None, 1, padding, dilation, groups,
-        )  # fmt: skip
-    if kh * kw == 1 or x.device.type != "cpu" or not same:
+    """``F.conv2d`` (stride 1, no bias), channels-last out on CPU. The sub-image weight
+    gradient needs "same" padding, which every SMASH conv has."""
+    if x.device.type != "cpu":
         return F.conv2d(x, w, None, 1, padding, dilation, groups)
-    if dilation == (1, 1) and groups > 1:
-        cl = F.conv2d(
-            x.contiguous(memory_format=_CL), w.contiguous(memory_format=_CL),
-            None, 1, padding, dilation, groups,
-        )  # fmt: skip
-        return cl.contiguous()
-    if dilation != (1, 1) and kh * kw > 9:
-        return _DilatedConv.apply(x, w, padding, dilation, groups).contiguous()
-    return F.conv2d(x, w, None, 1, padding, dilation, groups)
+    (kh, kw), (dh, dw) = w.shape[2:], dilation
+    if dilation != (1, 1) and tuple(padding) == ((kh - 1) // 2 * dh, (kw - 1) // 2 * dw):
+        return _DilatedConv.apply(x, w, padding, dilation, groups)
+    return F.conv2d(
+        x.contiguous(memory_format=_CL), w.contiguous(memory_format=_CL),
+        None, 1, padding, dilation, groups,
+    )  # fmt: skip
 
 
 def bottleneck(x: torch.Tensor, w: list[torch.Tensor], slot: int, cin: int) -> torch.Tensor:
