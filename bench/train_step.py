@@ -5,6 +5,8 @@
 CIFAR-shaped synthetic batches (3x32x32, 100 classes), the default SearchSpace and HyperNet;
 "early" samples at progress 0 (3x3 kernels, small budgets), "late" at progress 1 (kernels
 up to 7x7). Compile = the whole pipeline: AST -> expansion -> IR -> passes -> encoding -> fx.
+Each sampled architecture's step runs twice and the faster one counts: these machines'
+noise comes in bursts of seconds. The figures are medians over the architectures.
 
 Two workloads: our default space (bottlenecks up to 128 channels) and the reference's
 effective work (``max_bottleneck=1``: bottlenecks cut to 64, as the reference's 64-column
@@ -68,23 +70,27 @@ def measure(
         t1 = sync()
         compiled = model.compile(module)
         t2 = sync()
-        weights = model.generated(compiled)
-        t3 = sync()
-        compiled.gm.train()
-        loss = F.cross_entropy(compiled.gm(x, weights), y)
-        t4 = sync()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        t5 = sync()
-        opt.step()
-        t6 = sync()
+        best: list[float] = []
+        for _ in range(2):  # the faster of two steps on it: these machines' noise is bursty
+            t = [sync()]
+            weights = model.generated(compiled)
+            t.append(sync())
+            compiled.gm.train()
+            loss = F.cross_entropy(compiled.gm(x, weights), y)
+            t.append(sync())
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            t.append(sync())
+            opt.step()
+            t.append(sync())
+            if not best or t[-1] - t[0] < best[-1] - best[0]:
+                best = t
         if i == 0:
             continue
-        for name, a, b in zip(
-            PHASES, (t0, t1, t2, t3, t4, t5), (t1, t2, t3, t4, t5, t6), strict=True
-        ):
+        marks = [t0, t1, t2] + [t2 + (m - best[0]) for m in best[1:]]
+        for name, a, b in zip(PHASES, marks[:-1], marks[1:], strict=True):
             times[name].append(b - a)
-        times["step"].append(t6 - t0)
+        times["step"].append(marks[-1] - t0)
         # forward + backward (input and weight gradients) = 3x the forward's 2 * MACs
         times["gflop"].append(6 * batch * report.totals(compiled.ir)[1] / 1e9)
     return {k: statistics.median(v) for k, v in times.items()}
