@@ -72,11 +72,13 @@ def table(r: dict, quick: bool) -> str:
                 f"{m[p]:.3f}" for p in ("sample", "compile", "hypernet", "forward", "backward")
             )
             rows.append((f"SMASH step {when}, bottleneck {label} (s)", f"{m['step']:.3f}", split))
+        pre = s[key]["prefetched"]
         rows.append(
             (
                 f"  compile wait when prefetched, {label} (ms)",
-                f"{1000 * s[key]['prefetched']['wait']:.1f}",
-                mem["step"] if key == "bottleneck128" else "",
+                f"{1000 * pre['wait']:.1f}",
+                f"late step prefetched {pre['step']:.3f} s / inline {pre['inline']:.3f} s"
+                + (f"; {mem['step']}" if key == "bottleneck128" else ""),
             )
         )
     for key, label in (("bottleneck128", "<=128"), ("bottleneck64", "<=64, reference work")):
