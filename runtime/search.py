@@ -521,9 +521,10 @@ def refine(
     rng = np.random.default_rng(_seed(cfg.seed, 6))
     current = best
     tried = []
-    seen = {replace(expand(load_text(best.text)), name="")}
+    seen: set[arch.Network] = set()
     for j in tqdm(range(sc.refine), desc="refining", unit="arch", dynamic_ncols=True):
         net = expand(load_text(current.text))
+        seen.add(replace(net, name=""))  # the best so far; a no-op once it was a candidate
         cand = fresh_perturbation(net, seen, cfg.space, rng, sc.perturb)
         if cand is None:
             tqdm.write(
