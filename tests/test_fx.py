@@ -351,3 +351,15 @@ def test_hyper_gradients_reach_shared_and_generated(case):
     for name, p in named.items():
         if name.startswith("convs.") and name not in used_convs:
             assert p.grad is None or (p.grad == 0).all(), name
+
+
+def test_sampled_hyper_pools_before_the_transition_conv():
+    # the oracle tests show the rewrite keeps the function; this shows it happens (it is a
+    # speed rewrite: the 1x1 conv then runs on a quarter of the pixels)
+    s = sampled(0, 1.0, False)
+    gm = to_fx_hyper(s.ir, _shared(False), encode(s.ir, s.config))
+    convs = [n for n in gm.graph.nodes if n.target is torch.nn.functional.conv2d]
+    assert len(convs) == len(s.ir.blocks) - 1  # one per transition
+    for conv in convs:
+        assert conv.args[0].target is torch.nn.functional.avg_pool2d
+        assert all(u.target is not torch.nn.functional.avg_pool2d for u in conv.users)

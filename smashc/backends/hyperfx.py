@@ -7,6 +7,10 @@ other weights are slices of a ``SharedWeights`` bank allocated at the space's ma
 sizes: per block one conv per grid position (largest kernel stored, smaller kernels are
 centre crops, ``[:out, :in/groups]``), and stem, transition BN/conv and head BN/linear
 sliced to the channels present.
+
+A transition's 1x1 conv and the average pool after it commute (both are linear and the conv
+acts on each pixel alone), so the pool runs first and the conv sees a quarter of the
+pixels: same function, and 45 ms less per late training step (``bench/train_step.py``).
 """
 
 from __future__ import annotations
@@ -127,6 +131,10 @@ class _HyperBuilder:
                 weight = self.sliced(
                     f"shared.transition_conv.{t}", (slice(None), slice(0, c)), f"{name}_w"
                 )
+                pool = self.pool_after(self.current_node)
+                if pool is not None:
+                    x = self.op(self.ir.payload(pool), x, w, f"{name}_pooled")
+                    self.pooled.add(pool)
                 return self.call(F.conv2d, [x, weight], name)
             case arch.BatchNorm():
                 prefix = (
@@ -148,6 +156,15 @@ class _HyperBuilder:
                 return self.call(F.adaptive_avg_pool2d, [x, 1], name)
         raise TypeError(f"{op!r} is outside the SMASH space (encode() reports why)")
 
+    def pool_after(self, conv: str) -> str | None:
+        """The average pool that is the 1x1 conv ``conv``'s only user, if it is one."""
+        users = self.ir.users(conv)
+        if len(users) != 1:
+            return None
+        p = self.ir.payload(users[0])
+        ok = isinstance(p, OpNode) and isinstance(p.op, arch.Pool) and p.op.kind == "avg"
+        return users[0] if ok and p.op.padding == (0, 0) else None
+
     def transition_index(self, stage: str) -> int:
         names = [s.name for s in self.ir.stages if s.kind == "transition"]
         return names.index(stage)
@@ -158,6 +175,7 @@ class _HyperBuilder:
         x_in = self.graph.create_node("placeholder", "x", (), {}, name="x")
         w = self.graph.create_node("placeholder", "w", (), {}, name="w")
         self.slot = 0
+        self.pooled: set[str] = set()  # pools already applied before their transition conv
         for n in ir.nodes():
             p = ir.payload(n)
             ins = [env[o] for o in ir.operands(n)]
@@ -168,8 +186,10 @@ class _HyperBuilder:
                 case Output():
                     self.graph.output(ins[0])  # the head's linear already gives (N, classes)
                     continue
+                case OpNode() if n in self.pooled:
+                    v = ins[0]
                 case OpNode():
-                    self.current_operand = ir.operands(n)[0]
+                    self.current_node, self.current_operand = n, ir.operands(n)[0]
                     v = self.op(p, ins[0], w, name)
                 case Concat():
                     v = self.call(torch.cat, [list(ins), 1], name)
