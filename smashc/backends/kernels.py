@@ -27,6 +27,8 @@ differed by 7-8% early and 12-16% late.
 
 from __future__ import annotations
 
+import itertools
+
 import torch
 import torch.nn.functional as F  # noqa: N812
 
@@ -34,15 +36,26 @@ _CL = torch.channels_last
 
 
 def _to_subimages(x: torch.Tensor, dh: int, dw: int) -> torch.Tensor:
-    """(N, C, H, W) -> (N*dh*dw, C, ceil(H/dh), ceil(W/dw)): pixel (i, j) of sub-image
-    (a, b) is pixel (a + dh*i, b + dw*j); a dilated conv on x is an undilated one on these
-    (the zero rows padded at the bottom/right stand in for the conv's own zero padding)."""
+    """(N, C, H, W) -> (N*dh*dw, C, ceil(H/dh), ceil(W/dw)), channels-last: pixel (i, j) of
+    sub-image (a, b) is pixel (a + dh*i, b + dw*j); a dilated conv on x is an undilated one
+    on these (zero rows at the bottom/right stand in for the conv's own zero padding).
+
+    One copy, from channels-last to channels-last; only the padding rows are zeroed. (A pad,
+    a permute and a layout conversion made three copies: 60 ms of a late training step.)
+    """
     n, c, h, w = x.shape
-    hp, wp = -(-h // dh) * dh, -(-w // dw) * dw
-    if (hp, wp) != (h, w):
-        x = F.pad(x, (0, wp - w, 0, hp - h))
-    x = x.reshape(n, c, hp // dh, dh, wp // dw, dw).permute(0, 3, 5, 1, 2, 4)
-    return x.reshape(n * dh * dw, c, hp // dh, wp // dw).contiguous(memory_format=_CL)
+    hs, ws = -(-h // dh), -(-w // dw)
+    xl = x.permute(0, 2, 3, 1)  # (N, H, W, C): a view of a channels-last x
+    if (hs * dh, ws * dw) == (h, w):
+        out = xl.reshape(n, hs, dh, ws, dw, c).permute(0, 2, 4, 1, 3, 5).contiguous()
+    else:
+        out = x.new_empty(n, dh, dw, hs, ws, c)
+        for a, b in itertools.product(range(dh), range(dw)):
+            rows, cols = len(range(a, h, dh)), len(range(b, w, dw))
+            out[:, a, b, :rows, :cols] = xl[:, a::dh, b::dw]
+            out[:, a, b, rows:] = 0
+            out[:, a, b, :rows, cols:] = 0
+    return out.reshape(n * dh * dw, hs, ws, c).permute(0, 3, 1, 2)
 
 
 class _DilatedConv(torch.autograd.Function):
