@@ -76,3 +76,28 @@ def test_dilated_conv_without_same_padding():
     g = torch.autograd.grad(y.sum(), (x, w))
     g2 = torch.autograd.grad(y2.sum(), (x, w))
     torch.testing.assert_close(g, g2)
+
+
+def test_crops_match_slices_and_their_gradients():
+    """Overlapping boxes, one box used twice and one not at all: the bank's gradient is that
+    of plain slicing."""
+    gen = torch.Generator().manual_seed(7)
+    bank = torch.randn(6, 8, 7, 7, generator=gen, dtype=torch.float64)
+    boxes = (
+        (6, 8, (0, 7), (0, 7)),
+        (4, 2, (2, 5), (1, 6)),
+        (3, 8, (3, 4), (3, 4)),
+        (4, 2, (2, 5), (1, 6)),
+        (5, 5, (1, 6), (1, 6)),
+    )
+    b1, b2 = bank.clone().requires_grad_(), bank.clone().requires_grad_()
+    got = kernels.crops(b1, boxes)
+    want = [b2[:o, :i, slice(*r), slice(*c)] for o, i, r, c in boxes]
+    for g, w in zip(got, want, strict=True):
+        assert g.is_contiguous(memory_format=torch.channels_last)
+        torch.testing.assert_close(g, w)
+    weights = [torch.randn(w.shape, generator=gen, dtype=torch.float64) for w in want]
+    used = [0, 1, 2, 3]  # box 4 takes no part in the loss
+    sum((got[k] * weights[k]).sum() for k in used).backward()
+    sum((want[k] * weights[k]).sum() for k in used).backward()
+    torch.testing.assert_close(b1.grad, b2.grad)

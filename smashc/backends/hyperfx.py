@@ -103,18 +103,39 @@ class _HyperBuilder:
         cin = self.ir.shape(self.current_operand).channels
         b = self.call(kernels.bottleneck, [x, w, self.slot, cin], f"{name}_bottleneck")
         self.slot += 1
-        kmax = max(self.cfg.kernel_sizes)
 
         def conv(pos: int, c: arch.SmashConv, y: fx.Node) -> fx.Node:
-            rows, cols = centre(kmax, c.kernel[0]), centre(kmax, c.kernel[1])
-            bank = self.attr(f"shared.convs.block{block}_c{pos}", f"{name}_c{pos}_w")
-            args = [
-                y, bank, op.out, op.conv_in(pos),
-                (rows.start, rows.stop), (cols.start, cols.stop), c.dilation, c.groups,
-            ]  # fmt: skip
+            weights, k = self.crops[(self.current_node, pos)]
+            args = [y, weights, k, c.dilation, c.groups]
             return self.call(kernels.shared_conv, args, f"{name}_c{pos}")
 
         return emit_grid(self.graph, op, b, name, conv)
+
+    def emit_crops(self) -> None:
+        """Per shared conv bank, one ``kernels.crops`` node with the weight of every conv
+        that uses it; ``self.crops`` maps (op node, grid position) to (that node, index)."""
+        kmax = max(self.cfg.kernel_sizes)
+        blocks = [s.name for s in self.ir.blocks]
+        boxes: dict[str, list[kernels.Box]] = {}
+        index: dict[tuple[str, int], tuple[str, int]] = {}
+        for n in self.ir.nodes():
+            p = self.ir.payload(n)
+            if not (isinstance(p, OpNode) and isinstance(p.op, arch.SmashOp)):
+                continue
+            for chain in p.op.paths():
+                for pos, c in chain:
+                    bank = f"shared.convs.block{blocks.index(p.stage)}_c{pos}"
+                    rows, cols = centre(kmax, c.kernel[0]), centre(kmax, c.kernel[1])
+                    box = (p.op.out, p.op.conv_in(pos) // c.groups, (rows.start, rows.stop),
+                           (cols.start, cols.stop))  # fmt: skip
+                    index[(n, pos)] = (bank, len(boxes.setdefault(bank, [])))
+                    boxes[bank].append(box)
+        nodes = {}
+        for bank, bs in boxes.items():
+            name = bank.removeprefix("shared.convs.") + "_crops"
+            bank_node = self.attr(bank, f"{name}_bank")
+            nodes[bank] = self.call(kernels.crops, [bank_node, tuple(bs)], name)
+        self.crops = {key: (nodes[bank], k) for key, (bank, k) in index.items()}
 
     def op(self, p: OpNode, x: fx.Node, w: fx.Node, name: str) -> fx.Node:
         op, c = p.op, self.ir.shape(self.current_operand).channels
@@ -175,6 +196,7 @@ class _HyperBuilder:
         x_in = self.graph.create_node("placeholder", "x", (), {}, name="x")
         w = self.graph.create_node("placeholder", "w", (), {}, name="w")
         self.slot = 0
+        self.emit_crops()
         self.pooled: set[str] = set()  # pools already applied before their transition conv
         for n in ir.nodes():
             p = ir.payload(n)
