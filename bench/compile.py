@@ -5,9 +5,9 @@
 Two paths, each split by stage (ms per architecture, median):
 * from text, as ``smashc compile`` does: print the sampled program to .smash text, parse,
   expand, lower, the default pass pipeline (with verification and pattern recognition),
-  encoding, fx module;
+  encoding, fx GraphModule;
 * the training loop's path: the sampler's AST, expand, lower, the training passes, encoding,
-  fx module (HyperNet-weight backend).
+  fx graph (HyperNet-weight backend) ready to run in a GraphRunner.
 Architectures are drawn from the default space, fully annealed (the largest networks).
 """
 
@@ -19,7 +19,8 @@ import statistics
 import time
 
 from smashc.backends.encoding import encode
-from smashc.backends.hyperfx import SharedWeights, to_fx_hyper
+from smashc.backends.fxrun import GraphRunner
+from smashc.backends.hyperfx import SharedWeights, hyper_graph, to_fx_hyper
 from smashc.frontend.expand import expand
 from smashc.frontend.loader import Program, load_text
 from smashc.frontend.printer import module as print_module
@@ -57,7 +58,10 @@ def run(archs: int) -> dict:
             t.append(time.perf_counter())
             enc = encode(ir, cfg)
             t.append(time.perf_counter())
-            to_fx_hyper(ir, shared, enc)
+            if path == "text":
+                to_fx_hyper(ir, shared, enc)
+            else:
+                GraphRunner(*hyper_graph(ir, shared, enc))
             t.append(time.perf_counter())
             if i == 0:
                 continue  # warm-up (imports, caches)

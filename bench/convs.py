@@ -41,7 +41,7 @@ def recorded(space: SearchSpace, archs: int, progress: float) -> list[tuple]:
         for i in range(archs):
             c = model.compile(Sampler(space, seed=1000 + i).sample(progress))
             with torch.no_grad():
-                c.gm(x, model.generated(c))
+                c.net(x, model.generated(c))
     finally:
         kernels.conv2d = real
     return calls

@@ -30,9 +30,9 @@ def measure(space: SearchSpace, images: int, batch: int, archs: int, device) -> 
         compiled = model.compile(Sampler(space, seed=2000 + i).sample(1.0))
         with torch.no_grad():
             weights = model.generated(compiled)
-            compiled.gm.eval()
+            compiled.net.eval()
             for k in range(0, images, batch):
-                compiled.gm(x[k : k + batch].to(device), weights).argmax(1)
+                compiled.net(x[k : k + batch].to(device), weights).argmax(1)
         if device.type == "cuda":
             torch.cuda.synchronize()
         times.append(time.perf_counter() - start)

@@ -76,8 +76,8 @@ def measure(
             t = [sync()]
             weights = model.generated(compiled)
             t.append(sync())
-            compiled.gm.train()
-            loss = F.cross_entropy(compiled.gm(x, weights), y)
+            compiled.net.train()
+            loss = F.cross_entropy(compiled.net(x, weights), y)
             t.append(sync())
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -111,8 +111,8 @@ def prefetched(space: SearchSpace, steps: int, batch: int, device: torch.device)
         return model.compile(Sampler(space, seed=1000 + i).sample(1.0))
 
     def train(compiled) -> None:
-        compiled.gm.train()
-        loss = F.cross_entropy(compiled.gm(x, model.generated(compiled)), y)
+        compiled.net.train()
+        loss = F.cross_entropy(compiled.net(x, model.generated(compiled)), y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

@@ -129,7 +129,7 @@ def encoding_gradient(
     """dE/dc and E, with E the mean cross-entropy of ``compiled`` with generated weights over
     the first ``limit`` batches (the model in eval mode: the shared BN statistics)."""
     model.eval()
-    compiled.gm.eval()
+    compiled.net.eval()
     device = next(model.hypernet.parameters()).device
     c = compiled.enc.tensor.to(device).clone().requires_grad_(True)
     grad = torch.zeros_like(c)
@@ -139,7 +139,7 @@ def encoding_gradient(
         if k >= limit:
             break
         weights = op_weights(model.hypernet(c, z), compiled.enc)
-        loss = F.cross_entropy(compiled.gm(x, weights), y, reduction="sum")
+        loss = F.cross_entropy(compiled.net(x, weights), y, reduction="sum")
         (g,) = torch.autograd.grad(loss, c)
         grad += g
         total += loss.item()

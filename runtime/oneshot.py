@@ -2,7 +2,7 @@
 
 Every sampled architecture goes through the normal compiler pipeline (AST -> expansion ->
 IR -> passes -> encoding + fx); the HyperNet turns its encoding into the ops' 1x1 weights
-and the fx module runs it on the shared weights.
+and the fx graph runs on the shared weights (``fxrun.GraphRunner``).
 """
 
 from __future__ import annotations
@@ -10,10 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from torch import fx, nn
+from torch import nn
 
 from smashc.backends.encoding import Encoding, encode, op_weights
-from smashc.backends.hyperfx import SharedWeights, to_fx_hyper
+from smashc.backends.fxrun import GraphRunner
+from smashc.backends.hyperfx import SharedWeights, hyper_graph
 from smashc.frontend import ast
 from smashc.frontend.expand import expand
 from smashc.frontend.loader import Program
@@ -30,14 +31,15 @@ class Compiled:
     module: ast.Module  # its .smash program
     ir: IRGraph
     enc: Encoding
-    gm: fx.GraphModule
+    net: GraphRunner  # forward(x, generated weights)
 
 
 def compile_arch(module: ast.Module, shared: SharedWeights) -> Compiled:
-    """AST -> IR -> passes -> encoding -> fx (HyperNet-weight mode on ``shared``)."""
+    """AST -> IR -> passes -> encoding -> fx graph (HyperNet-weight mode on ``shared``),
+    run by a GraphRunner (no code generation: see ``smashc.backends.fxrun``)."""
     ir = run_pipeline(lower(expand(Program(module, "<sampled>"))), TRAINING_PIPELINE).ir
     enc = encode(ir, shared.cfg)
-    return Compiled(module, ir, enc, to_fx_hyper(ir, shared, enc))
+    return Compiled(module, ir, enc, GraphRunner(*hyper_graph(ir, shared, enc)))
 
 
 class OneShot(nn.Module):
@@ -61,5 +63,5 @@ class OneShot(nn.Module):
     def forward(
         self, x: torch.Tensor, compiled: Compiled, z: torch.Tensor | None = None
     ) -> torch.Tensor:
-        compiled.gm.train(self.training)  # the fx module's BN follows this model's mode
-        return compiled.gm(x, self.generated(compiled, z))
+        compiled.net.train(self.training)  # the network's BN follows this model's mode
+        return compiled.net(x, self.generated(compiled, z))

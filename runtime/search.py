@@ -332,13 +332,13 @@ def recalibrate_bn(model: OneShot, compiled: Compiled, weights, batches: Batches
     batch of ``batches`` (the reference shares one set across all sampled architectures)."""
     for bn in (*model.shared.transition_bn, model.shared.head_bn):
         bn.reset_running_stats()
-    momentum = compiled.gm.bn_momentum
-    compiled.gm.train()
+    momentum = compiled.net.bn_momentum
+    compiled.net.train()
     for k, (x, _) in enumerate(batches.epoch(0)):
-        compiled.gm.bn_momentum = 1.0 / (k + 1)  # a running mean over the batches
-        compiled.gm(x, weights)
-    compiled.gm.bn_momentum = momentum
-    compiled.gm.eval()
+        compiled.net.bn_momentum = 1.0 / (k + 1)  # a running mean over the batches
+        compiled.net(x, weights)
+    compiled.net.bn_momentum = momentum
+    compiled.net.eval()
 
 
 @torch.no_grad()
@@ -360,10 +360,10 @@ def smash_error(
             weights = model.generated(compiled, z)
             if calibration is not None:
                 recalibrate_bn(model, compiled, weights, calibration)
-            compiled.gm.eval()
+            compiled.net.eval()
             wrong = total = 0
             for x, y in batches.epoch(0):
-                wrong += (compiled.gm(x, weights).argmax(1) != y).sum().item()
+                wrong += (compiled.net(x, weights).argmax(1) != y).sum().item()
                 total += len(y)
             errors.append(wrong / max(total, 1))
     finally:

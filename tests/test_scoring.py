@@ -67,7 +67,7 @@ def test_recalibration_is_the_running_mean_over_batches(setup):
     assert not torch.allclose(m1, m2)
     torch.testing.assert_close(m12, (m1 + m2) / 2)
     torch.testing.assert_close(v12, (v1 + v2) / 2)
-    assert compiled.gm.bn_momentum == pytest.approx(0.1)  # the graph's own momentum is back
+    assert compiled.net.bn_momentum == pytest.approx(0.1)  # the graph's own momentum is back
 
 
 def test_smash_error_restores_the_shared_statistics(setup):

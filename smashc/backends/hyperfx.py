@@ -190,7 +190,7 @@ class _HyperBuilder:
         names = [s.name for s in self.ir.stages if s.kind == "transition"]
         return names.index(stage)
 
-    def build(self) -> fx.GraphModule:
+    def build(self) -> fx.Graph:
         ir = self.ir
         env: dict[str, fx.Node] = {}
         x_in = self.graph.create_node("placeholder", "x", (), {}, name="x")
@@ -229,12 +229,14 @@ class _HyperBuilder:
                 case _:
                     raise TypeError(f"{p!r} cannot appear in a SMASH-space network")
             env[n] = v
-        self.graph.lint()
-        return fx.GraphModule(self.root, self.graph, class_name=class_name(ir.name) + "Hyper")
+        return self.graph
 
 
-def to_fx_hyper(ir: IRGraph, shared: SharedWeights, enc: Encoding | None = None) -> fx.GraphModule:
-    """``forward(x, w)`` of a SMASH-space network on ``shared`` weights and generated ``w``.
+def hyper_graph(
+    ir: IRGraph, shared: SharedWeights, enc: Encoding | None = None
+) -> tuple[nn.Module, fx.Graph]:
+    """The graph of ``forward(x, w)`` of a SMASH-space network on ``shared`` weights and
+    generated ``w``, and the module its ``get_attr`` nodes read.
 
     Pre: shapes inferred; ``ir`` encodable with ``shared.cfg``. Pass its ``enc`` if already
     computed; otherwise it is encoded here, which raises a located SmashError for anything
@@ -242,4 +244,12 @@ def to_fx_hyper(ir: IRGraph, shared: SharedWeights, enc: Encoding | None = None)
     """
     if enc is None:
         encode(ir, shared.cfg)
-    return _HyperBuilder(ir, shared).build()
+    builder = _HyperBuilder(ir, shared)
+    return builder.root, builder.build()
+
+
+def to_fx_hyper(ir: IRGraph, shared: SharedWeights, enc: Encoding | None = None) -> fx.GraphModule:
+    """``hyper_graph`` as a GraphModule: Python code to read, export or trace further. (The
+    training loop runs the graph with ``fxrun.GraphRunner`` instead: see there.)"""
+    root, graph = hyper_graph(ir, shared, enc)
+    return fx.GraphModule(root, graph, class_name=class_name(ir.name) + "Hyper")
