@@ -142,7 +142,8 @@ def remove_dead_writes(ir: IRGraph) -> IRGraph:
     live = nx.ancestors(ir.graph, out) | {out}
     if len(live) == len(ir.graph):
         return ir
-    g = ir.graph.subgraph([n for n in ir.graph if n in live]).copy()
+    g = ir.copy_graph()
+    g.remove_nodes_from([n for n in ir.graph if n not in live])
     return ir.with_graph(g, shapes=_drop_shapes(ir, g))
 
 
