@@ -363,3 +363,33 @@ def test_sampled_hyper_pools_before_the_transition_conv():
     for conv in convs:
         assert conv.args[0].target is torch.nn.functional.avg_pool2d
         assert all(u.target is not torch.nn.functional.avg_pool2d for u in conv.users)
+
+
+@pytest.mark.parametrize("case", CASES[::25], ids=case_id)
+def test_sampled_hyper_gradients_match_oracle(case):
+    # the backend's rewrites (split bank writes, pool before conv, shared-weight crops)
+    # must keep the gradients too, not only the outputs
+    seed, _, variable, _ = case
+    s = sampled(*case)
+    shared = _shared(variable)
+    enc = encode(s.ir, s.config)
+    out = random_hypernet_output(enc, seed)
+    gm = to_fx_hyper(s.ir, shared, enc).eval()
+    grads = []
+    for run in ("fx", "oracle"):
+        x = _input(s.ir, seed).requires_grad_()
+        mats = [m.requires_grad_() for m in op_weights(out.clone(), enc)]
+        if run == "fx":
+            y = gm(x, mats)
+        else:
+            y = run_network(s.net, x, hyper_store(s.ir, shared, enc, mats))
+        shared.zero_grad(set_to_none=True)
+        y.square().sum().backward()
+        convs = [p.grad for k, p in shared.named_parameters() if k.startswith("convs")]
+        grads.append((x.grad, [m.grad for m in mats], convs))
+    (gx1, gm1, gc1), (gx2, gm2, gc2) = grads
+    torch.testing.assert_close(gx1, gx2)
+    for a, b in zip(gm1 + gc1, gm2 + gc2, strict=True):
+        assert (a is None) == (b is None)
+        if a is not None:
+            torch.testing.assert_close(a, b)
