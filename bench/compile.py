@@ -13,10 +13,10 @@ Architectures are drawn from the default space, fully annealed (the largest netw
 
 from __future__ import annotations
 
-import argparse
-import json
 import statistics
 import time
+
+from _common import emit, parse, parser
 
 from smashc.backends.encoding import encode
 from smashc.backends.fxrun import GraphRunner
@@ -75,10 +75,9 @@ def run(archs: int) -> dict:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = parser(__doc__)
     ap.add_argument("--archs", type=int, default=50)
-    ap.add_argument("--json", action="store_true", help="also print the figures as one JSON line")
-    args = ap.parse_args()
+    args = parse(ap)
     res = run(args.archs)
     for path, med in res.items():
         stages = [k for k in med if k not in ("total", "archs_per_s")]
@@ -87,8 +86,7 @@ def main() -> None:
             f"compile from {path}: {med['archs_per_s']:.1f} archs/s "
             f"({med['total']:.1f} ms each: {split} ms)"
         )
-    if args.json:
-        print(json.dumps(res))
+    emit(args, res)
 
 
 if __name__ == "__main__":

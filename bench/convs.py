@@ -13,12 +13,12 @@ network runs channels-last end to end). Totals per category (ms, summed over the
 
 from __future__ import annotations
 
-import argparse
 import collections
 import time
 
 import torch
 import torch.nn.functional as F  # noqa: N812
+from _common import emit, parse, parser
 
 from smashc.backends import kernels
 from smashc.runtime.oneshot import OneShot
@@ -92,13 +92,11 @@ def time_conv(shape, wshape, pad, dil, groups) -> dict[str, float]:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = parser(__doc__)
     ap.add_argument("--archs", type=int, default=3)
     ap.add_argument("--progress", type=float, default=1.0)
     ap.add_argument("--max-bottleneck", type=int, default=1)
-    ap.add_argument("--threads", type=int, default=2)
-    args = ap.parse_args()
-    torch.set_num_threads(args.threads)
+    args = parse(ap)
     space = SearchSpace(max_bottleneck=args.max_bottleneck)
     totals: dict[tuple[str, str], float] = collections.defaultdict(float)
     for shape, wshape, pad, dil, groups in recorded(space, args.archs, args.progress):
@@ -111,6 +109,7 @@ def main() -> None:
     print(f"{'total':<22}" + "".join(
         f"{1000 * sum(v for (_, m), v in totals.items() if m == mode):>15.0f}" for mode in names
     ))  # fmt: skip
+    emit(args, {f"{cat} / {mode}": 1000 * v for (cat, mode), v in sorted(totals.items())})
 
 
 if __name__ == "__main__":

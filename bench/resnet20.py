@@ -10,14 +10,13 @@ The two are timed in alternating rounds so that drifting machine load hits both 
 
 from __future__ import annotations
 
-import argparse
-import json
 import statistics
 import time
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F  # noqa: N812
+from _common import emit, parse, parser
 from torch import nn
 
 from smashc.backends.fx import to_fx
@@ -75,14 +74,11 @@ def images_per_s(model: nn.Module, x: torch.Tensor, y: torch.Tensor, steps: int)
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = parser(__doc__)
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--batch", type=int, default=50)
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--json", action="store_true", help="also print the figures as one JSON line")
-    args = ap.parse_args()
-    torch.set_num_threads(args.threads)
+    args = parse(ap)
     torch.manual_seed(0)
     compiled, hand = to_fx(compile_file(EXAMPLE)), ResNet20()
     n = [sum(p.numel() for p in m.parameters()) for m in (compiled, hand)]
@@ -102,8 +98,7 @@ def main() -> None:
         f"{res['compiled']:.0f} images/s, hand-written {res['hand']:.0f} images/s, "
         f"ratio {res['ratio']:.3f} ({n[0]:,} parameters each)"
     )
-    if args.json:
-        print(json.dumps(res))
+    emit(args, res)
 
 
 if __name__ == "__main__":

@@ -9,12 +9,11 @@ bench/train_step.py). Scoring = compile + HyperNet + forward passes over the ima
 
 from __future__ import annotations
 
-import argparse
-import json
 import statistics
 import time
 
 import torch
+from _common import emit, parse, parser
 
 from smashc import report
 from smashc.runtime.oneshot import OneShot
@@ -41,15 +40,11 @@ def measure(space: SearchSpace, images: int, batch: int, archs: int, device) -> 
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = parser(__doc__, device=True)
     ap.add_argument("--images", type=int, default=5000)
     ap.add_argument("--batch", type=int, default=50)
     ap.add_argument("--archs", type=int, default=3)
-    ap.add_argument("--device", default="cpu")
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--json", action="store_true", help="also print the figures as one JSON line")
-    args = ap.parse_args()
-    torch.set_num_threads(args.threads)
+    args = parse(ap)
     device = torch.device(args.device)
     results = {}
     for label, mb in (("default space, bottlenecks <= 128", 2), ("reference's work, <= 64", 1)):
@@ -61,8 +56,7 @@ def main() -> None:
             f"{label}): median {r['seconds']:.1f} s over {args.archs} ({each}), "
             f"{r['gflops']:.0f} GFLOP/s"
         )
-    if args.json:
-        print(json.dumps(results))
+    emit(args, results)
 
 
 if __name__ == "__main__":

@@ -20,14 +20,13 @@ against inline compilation on the same architectures.
 
 from __future__ import annotations
 
-import argparse
-import json
 import statistics
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 import torch
 import torch.nn.functional as F  # noqa: N812
+from _common import emit, parse, parser
 
 from smashc import report
 from smashc.runtime.oneshot import OneShot
@@ -149,14 +148,10 @@ def prefetched(space: SearchSpace, steps: int, batch: int, device: torch.device)
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = parser(__doc__, device=True)
     ap.add_argument("--steps", type=int, default=6)
     ap.add_argument("--batch", type=int, default=50)
-    ap.add_argument("--device", default="cpu")
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--json", action="store_true", help="also print the figures as one JSON line")
-    args = ap.parse_args()
-    torch.set_num_threads(args.threads)
+    args = parse(ap)
     device = torch.device(args.device)
     peak = conv_peak(device)
     print(
@@ -186,8 +181,7 @@ def main() -> None:
             f"{pre['inline']:.3f} s inline (means, same architectures), waits "
             f"{1000 * pre['wait']:.1f} ms for compilation"
         )
-    if args.json:
-        print(json.dumps(results))
+    emit(args, results)
 
 
 if __name__ == "__main__":
