@@ -310,3 +310,37 @@ def test_comments_stay_with_their_statements():
 def test_comment_only_file():
     text = "# nothing here\n# at all\n"
     assert printer.module(parse(text)) == text
+
+
+INSIDE_SEQUENCES = """\
+def f(w) = conv(out=w)  # first op
+    # before bn
+    -> bn
+    -> sum {
+        relu
+        # second path
+        | identity  # identity path
+    }  # after the sum
+    -> relu
+
+network n {
+    input 3 x 8 x 8
+    classes 10
+    stem {
+        # the stem's first op
+        conv(out=8)
+            -> bn  # its norm
+            -> relu
+    }
+    head { gap -> linear(out=classes) }
+}
+"""
+
+
+def test_comments_between_ops_stay_between_them():
+    # a comment inside an op sequence keeps the sequence on one op per line and stays in
+    # place (it used to move behind the whole statement)
+    out = printer.module(parse(INSIDE_SEQUENCES))
+    assert out == INSIDE_SEQUENCES
+    two_spaces = INSIDE_SEQUENCES.replace("    ", "  ")  # not canonical
+    assert printer.module(parse(two_spaces)) == out

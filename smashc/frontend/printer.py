@@ -93,37 +93,61 @@ def seq(s: ast.Seq) -> str:
     return " -> ".join(_op(i) for i in s.items)
 
 
-def _op_lines(item: ast.Call | ast.Sum, depth: int) -> list[str]:
-    """One op; a sum too long for one line gets one path per line (``| `` before each but the
-    first). Lines after the first carry their own indentation; the first gets none."""
+def _op_lines(item: ast.Call | ast.Sum, depth: int, notes: _Printer | None = None) -> list[str]:
+    """One op; a sum too long for one line, or with comments inside, gets one path per line
+    (``| `` before each but the first). Lines after the first carry their own indentation;
+    the first gets none."""
     one = _op(item)
-    if isinstance(item, ast.Call) or len(INDENT * depth + one) <= LINE_LIMIT:
+    if isinstance(item, ast.Call):
+        return [one]
+    inside = notes is not None and notes.pending(item.span.end_line)
+    if len(INDENT * depth + one) <= LINE_LIMIT and not inside:
         return [one]
     lines = ["sum {"]
     for k, path in enumerate(item.paths):
-        lines += _seq_lines("" if k == 0 else "| ", path, "", depth + 1)
+        if notes is not None and path.items:
+            lines += [INDENT * (depth + 1) + c for c in notes.take(path.items[0].span.line)]
+        lines += _seq_lines("" if k == 0 else "| ", path, "", depth + 1, notes=notes)
+        if notes is not None and path.items:
+            lines[-1] += "".join("  " + c for c in notes.take_on(path.items[-1].span.end_line))
     return lines + [INDENT * depth + "}"]
 
 
-def _seq_lines(head: str, s: ast.Seq, tail: str, depth: int, block: bool = False) -> list[str]:
-    """``head seq tail`` on one line or, when that is too long, one op per line.
+def _seq_lines(
+    head: str,
+    s: ast.Seq,
+    tail: str,
+    depth: int,
+    block: bool = False,
+    notes: _Printer | None = None,
+) -> list[str]:
+    """``head seq tail`` on one line or, when that is too long or comments sit between its
+    ops, one op per line, each comment on its own line before the op it precedes (or after
+    the op that shares its line).
 
     With ``block`` (stages), a long sequence moves inside the braces:
     ``head`` and ``tail`` are then the opening and closing braces' lines.
     """
     pad = INDENT * depth
     one = f"{pad}{head}{seq(s)}{tail}"
-    if len(one) <= LINE_LIMIT:
+    last = s.items[-1].span.line
+    inside = notes is not None and last > 0 and notes.pending(last)
+    if len(one) <= LINE_LIMIT and not inside:
         return [one]
     if block:
         lines = [f"{pad}{head.rstrip()}"]
-        lines += _seq_lines("", s, "", depth + 1)
+        if notes is not None and s.items[0].span.line > 0:
+            lines += [INDENT * (depth + 1) + c for c in notes.take(s.items[0].span.line)]
+        lines += _seq_lines("", s, "", depth + 1, notes=notes)
         return lines + [f"{pad}{tail.strip()}"]
     inner = depth + 1
-    first = _op_lines(s.items[0], depth)
+    first = _op_lines(s.items[0], depth, notes)
     lines = [f"{pad}{head}{first[0]}", *first[1:]]
-    for item in s.items[1:]:
-        more = _op_lines(item, inner)
+    for prev, item in zip(s.items, s.items[1:], strict=False):
+        if notes is not None and item.span.line > 0:
+            lines[-1] += "".join("  " + c for c in notes.take_on(prev.span.end_line))
+            lines += [INDENT * inner + c for c in notes.take(item.span.line)]
+        more = _op_lines(item, inner, notes)
         lines += [f"{INDENT * inner}-> {more[0]}", *more[1:]]
     lines[-1] += tail
     return lines
@@ -148,16 +172,27 @@ class _Printer:
     def __init__(self, comments: tuple[ast.Comment, ...]):
         self.comments = sorted(comments, key=lambda c: (c.span.line, c.span.column))
 
-    def _take(self, before_line: int) -> list[str]:
+    def take(self, before_line: int) -> list[str]:
+        """The comments not printed yet that start before ``before_line``."""
         taken = []
         while self.comments and self.comments[0].span.line < before_line:
             taken.append(self.comments.pop(0).text)
         return taken
 
+    def take_on(self, line: int) -> list[str]:
+        """The comments not printed yet that start on ``line`` (trailing it)."""
+        taken = []
+        while self.comments and self.comments[0].span.line == line:
+            taken.append(self.comments.pop(0).text)
+        return taken
+
+    def pending(self, before_line: int) -> bool:
+        return bool(self.comments) and self.comments[0].span.line < before_line
+
     def _with_comments(self, lines: list[str], node_span: Span) -> list[str]:
         if node_span.line <= 0:
             return lines
-        trailing = self._take(node_span.end_line + 1)
+        trailing = self.take(node_span.end_line + 1)
         if trailing:
             lines = lines[:-1] + [lines[-1] + "  " + "  ".join(trailing)]
         return lines
@@ -165,7 +200,7 @@ class _Printer:
     def _leading(self, node_span: Span, depth: int) -> list[str]:
         if node_span.line <= 0:
             return []
-        return [INDENT * depth + c for c in self._take(node_span.line)]
+        return [INDENT * depth + c for c in self.take(node_span.line)]
 
     def body(self, head: str, body: tuple[ast.Stmt, ...], depth: int, end: Span) -> list[str]:
         pad = INDENT * depth
@@ -173,7 +208,7 @@ class _Printer:
         for s in body:
             lines += self.stmt(s, depth + 1)
         if end.line > 0:
-            lines += [INDENT * (depth + 1) + c for c in self._take(end.end_line)]
+            lines += [INDENT * (depth + 1) + c for c in self.take(end.end_line)]
         if len(lines) == 1:
             return [f"{pad}{head} {{}}"]
         return lines + [f"{pad}}}"]
@@ -192,14 +227,14 @@ class _Printer:
             case ast.Classes(value):
                 return [f"{pad}classes {expr(value)}"]
             case ast.Stage(kind, body):
-                return _seq_lines(f"{kind} {{ ", body, " }", depth, block=True)
+                return _seq_lines(f"{kind} {{ ", body, " }", depth, block=True, notes=self)
             case ast.Banks(groups):
                 parts = ", ".join(f"{expr(g.count)} x {expr(g.width)}" for g in groups)
                 return [f"{pad}banks {parts}"]
             case ast.Layer(name, reads, mode, writes, body):
                 label = f"layer {name} " if name else "layer "
                 head = f"{label}read {_banks(reads)} {mode} {_banks(writes)} = "
-                return _seq_lines(head, body, "", depth)
+                return _seq_lines(head, body, "", depth, notes=self)
             case ast.Output(banks):
                 return [f"{pad}output {_banks(banks)}"]
             case ast.Repeat(var, start, stop, body):
@@ -228,7 +263,7 @@ class _Printer:
             case ast.Import(target, is_path):
                 lines = [f'import "{target}"' if is_path else f"import {target}"]
             case ast.Macro(name, params, body):
-                lines = _seq_lines(f"def {name}{_params(params)} = ", body, "", 0)
+                lines = _seq_lines(f"def {name}{_params(params)} = ", body, "", 0, notes=self)
             case ast.Template(name, params, body):
                 lines = self.body(f"template {name}{_params(params)}", body, 0, i.span)
             case ast.Network(name, params, body):
@@ -258,7 +293,7 @@ def module(m: ast.Module) -> str:
             chunks.append("")
         chunks += printer.item(i)
         prev_import = is_import
-    rest = printer._take(10**9)
+    rest = printer.take(10**9)
     if rest:
         if chunks:
             chunks.append("")
