@@ -12,7 +12,9 @@ Two workloads: our default space (bottlenecks up to 128 channels) and the refere
 effective work (``max_bottleneck=1``: bottlenecks cut to 64, as the reference's 64-column
 generated matrix does, defect 1 in SMASH-reference.md); only the second is the same work as
 the reference's measured 0.8 s / 1.7 s. Each workload also gets its GFLOP per step,
-the rate achieved, and the floor that rate implies at this machine's measured conv peak.
+the rate achieved, and the floor that rate implies at this machine's measured conv peak
+(FLOPs as written in the IR: the backend pools before each transition's 1x1 conv, which
+leaves 5-11% of them undone).
 "Prefetched" runs the late steps as ``smashc search`` does, compiling the next architecture
 in a background thread, and reports how long the step waits for it and the mean step
 against inline compilation on the same architectures.

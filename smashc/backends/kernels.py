@@ -1,8 +1,8 @@
 """The HyperNet backend's per-op kernels: the generated bottleneck, the shared conv and the
 crops of the shared weight bank it takes its weights from.
 
-One fx node each (instead of the four to six of their parts) keeps the generated module
-small: fx code generation is the largest part of compiling an architecture every step.
+One fx node each (instead of the four to six of their parts) keeps the graph small:
+building fx nodes is the largest part of compiling an architecture every step.
 
 On CPU every conv runs in channels-last layout and returns it, so the whole network
 after the stem stays channels-last: the elementwise ops, bank concatenations, BN and
