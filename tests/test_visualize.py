@@ -232,3 +232,16 @@ def test_unknown_view_is_refused_by_the_cli(tmp_path, capsys):
         main(["visualize", str(src), "-o", str(tmp_path / "x.svg"), "--view", "lanes"])
     assert info.value.code == 1
     assert "invalid choice" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("path", FILES, ids=lambda p: p.stem)
+def test_large_dataflow_views_limit_the_layout_passes(path):
+    # without the limit graphviz takes about 90 s on DenseNet-BC's 600 nodes
+    ir = example_ir(path)
+    source = diagram(ir, "dataflow").source()
+    assert ("nslimit" in source) == (len(ir.graph) > dotmod._LARGE)
+    assert "nslimit" not in diagram(ir, "banks").source()
+
+
+def test_some_example_is_large_enough_to_limit():
+    assert any(len(example_ir(p).graph) > dotmod._LARGE for p in FILES)

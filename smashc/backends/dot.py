@@ -20,6 +20,7 @@ from smashc.ir.graph import IRGraph, StageInfo
 from smashc.ir.nodes import Add, BankVersion, Concat, Input, OpNode, Output, Slice
 
 _READ, _WRITE, _LANE = "#1f77b4", "#d62728", "#bbbbbb"
+_LARGE = 300  # IR nodes from which the dataflow view trades layout quality for time
 
 
 def op_label(op: arch.Op) -> str:
@@ -100,6 +101,11 @@ def dataflow(ir: IRGraph, collapse: bool = False) -> graphviz.Digraph:
     if collapse:
         _collapsed(ir, g)
         return g
+    if len(ir.graph) > _LARGE:
+        # one network-simplex pass for ranking and placement instead of running them to
+        # convergence: DenseNet-BC (600 nodes) renders in 6 s instead of 92 s, and its
+        # layout stays readable (only less centred)
+        g.graph_attr.update(nslimit="1", nslimit1="1")
     by_stage: dict[str, list[str]] = {}
     for n in ir.nodes():
         by_stage.setdefault(getattr(ir.payload(n), "stage", ""), []).append(n)
