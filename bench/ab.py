@@ -1,0 +1,109 @@
+"""SMASH training steps under the HyperNet backend of several git revisions, alternated.
+
+    python bench/ab.py REV [REV ...] [--progress 0] [--archs 8] [--threads 2] [--json]
+
+How the speed changes in ``docs/search.md`` were measured. ``smashc/backends/hyperfx.py``
+and ``kernels.py`` of each revision (``.`` is the working tree) are loaded side by side;
+everything else is this checkout's. For each sampled architecture (reference-sized work,
+``max_bottleneck=1``) every revision's network runs one untimed step, then two timed
+steps in rotated order. The untimed step matters: oneDNN builds its kernels on the first
+use of each conv shape, and without it whichever revision runs first on an architecture
+pays that, about 8% of an early step (an A/A comparison shows it). Prints the mean step
+per revision; use the same revision twice for an A/A check.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F  # noqa: N812
+from _common import emit, parse, parser
+
+from smashc.backends.fxrun import GraphRunner
+from smashc.runtime.oneshot import OneShot
+from smashc.runtime.sampler import Sampler, SearchSpace
+
+ROOT = Path(__file__).resolve().parent.parent
+FILES = ("kernels", "hyperfx")
+
+
+def load(rev: str, tag: str, into: Path):
+    """The revision's hyperfx module, importing that revision's kernels."""
+    for name in FILES:
+        path = f"smashc/backends/{name}.py"
+        if rev == ".":
+            text = (ROOT / path).read_text(encoding="utf-8")
+        else:
+            show = ["git", "-C", str(ROOT), "show", f"{rev}:{path}"]
+            text = subprocess.run(show, check=True, capture_output=True, text=True).stdout
+        own = f"import kernels_{tag} as kernels"
+        text = text.replace("from smashc.backends import kernels", own)
+        (into / f"{name}_{tag}.py").write_text(text, encoding="utf-8")
+    for name in FILES:
+        spec = importlib.util.spec_from_file_location(f"{name}_{tag}", into / f"{name}_{tag}.py")
+        mod = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = mod
+        spec.loader.exec_module(mod)
+    return mod
+
+
+def run(revs: list[str], progress: float, archs: int) -> dict[str, float]:
+    tags = [f"r{i}" for i in range(len(revs))]
+    with tempfile.TemporaryDirectory() as tmp:
+        mods = [load(rev, tag, Path(tmp)) for rev, tag in zip(revs, tags, strict=True)]
+    space = SearchSpace(max_bottleneck=1)
+    model = OneShot(space)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3, betas=(0.5, 0.999), eps=1e-4)
+    x, y = torch.randn(50, *space.input), torch.randint(0, space.classes, (50,))
+
+    def build(mod, c):
+        if hasattr(mod, "hyper_graph"):  # revisions before GraphRunner built GraphModules
+            return GraphRunner(*mod.hyper_graph(c.ir, model.shared, c.enc))
+        return mod.to_fx_hyper(c.ir, model.shared, c.enc)
+
+    def step(net, c) -> float:
+        start = time.perf_counter()
+        net.train()
+        loss = F.cross_entropy(net(x, model.generated(c)), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        return time.perf_counter() - start
+
+    times: list[list[float]] = [[] for _ in revs]
+    for i in range(archs):
+        c = model.compile(Sampler(space, seed=1000 + i).sample(progress))
+        nets = [build(m, c) for m in mods]
+        for net in nets:
+            step(net, c)  # oneDNN's first use of these shapes: not timed
+        order = list(range(len(revs)))
+        for r in range(2):
+            order = order[1:] + order[:1] if r == 0 else order[::-1]
+            for k in order:
+                times[k].append(step(nets[k], c))
+    named = zip(revs, tags, times, strict=True)
+    return {f"{rev} ({tag})": statistics.mean(t) for rev, tag, t in named}
+
+
+def main() -> None:
+    ap = parser(__doc__)
+    ap.add_argument("revs", nargs="+", metavar="REV", help="git revision; . is the working tree")
+    ap.add_argument("--progress", type=float, default=0.0, help="0: early architectures, 1: late")
+    ap.add_argument("--archs", type=int, default=8)
+    args = parse(ap)
+    res = run(args.revs, args.progress, args.archs)
+    print(f"mean SMASH step, progress {args.progress}, {args.archs} architectures x 2 steps:")
+    for name, t in res.items():
+        print(f"  {name:<24} {t:.3f} s")
+    emit(args, res)
+
+
+if __name__ == "__main__":
+    main()
