@@ -42,7 +42,8 @@ def _to_subimages(x: torch.Tensor, dh: int, dw: int) -> torch.Tensor:
     on these (zero rows at the bottom/right stand in for the conv's own zero padding).
 
     One copy, from channels-last to channels-last; only the padding rows are zeroed. (A pad,
-    a permute and a layout conversion made three copies: 60 ms of a late training step.)
+    a permute and a layout conversion made three copies; one copy makes training steps 4-5%
+    faster, ``bench/ab.py`` 6be6d49 against its parent.)
     """
     n, c, h, w = x.shape
     hs, ws = -(-h // dh), -(-w // dw)
@@ -128,8 +129,9 @@ class _Crops(torch.autograd.Function):
 
     Slicing the bank once per conv gives each conv its own slice backward, and each of
     those allocates a zero tensor the size of the whole bank and adds it into the bank's
-    gradient; here one zero tensor takes every box's gradient in place. (33 ms of an early
-    training step, 50 ms of a late one, in slice backwards and bank-sized fills and adds.)
+    gradient; here one zero tensor takes every box's gradient in place. (The profiler put
+    33 ms of an early step in those slice backwards, fills and adds; ``bench/ab.py``
+    measures steps about 1% faster, 1811070 against its parent.)
     """
 
     @staticmethod
