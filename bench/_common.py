@@ -8,6 +8,8 @@ import json
 
 import torch
 
+from smashc.runtime.alloc import keep_freed_memory
+
 
 def parser(doc: str, *, device: bool = False) -> argparse.ArgumentParser:
     """An argument parser described by the first line of ``doc``, with ``--threads``,
@@ -21,9 +23,11 @@ def parser(doc: str, *, device: bool = False) -> argparse.ArgumentParser:
 
 
 def parse(ap: argparse.ArgumentParser) -> argparse.Namespace:
-    """The parsed arguments, with torch's thread count set from them."""
+    """The parsed arguments, with torch's thread count set from them and malloc set up as
+    ``smashc search`` and ``smashc train`` set it (``runtime.alloc``)."""
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    keep_freed_memory()
     return args
 
 

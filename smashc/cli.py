@@ -257,9 +257,10 @@ def _search_config(args: argparse.Namespace):
 def cmd_search(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from smashc.runtime import search
+    from smashc.runtime import alloc, search
 
     _check_counts(args)
+    alloc.keep_freed_memory()
     cfg = _search_config(args)
     out = Path(args.out)
     try:
@@ -288,8 +289,9 @@ def cmd_search(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from smashc.runtime import search
+    from smashc.runtime import alloc, search
 
+    alloc.keep_freed_memory()
     cfg = _search_config(args)
     out = Path(args.out)
     try:
@@ -408,8 +410,9 @@ def _print_arch_grad(summary: dict) -> None:
 def cmd_experiment(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from smashc.runtime import experiments, search
+    from smashc.runtime import alloc, experiments, search
 
+    alloc.keep_freed_memory()
     run, show = {
         "correlation": (experiments.run_correlation, _print_correlation),
         "low-budget": (experiments.run_correlation, _print_correlation),

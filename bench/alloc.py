@@ -1,0 +1,85 @@
+"""SMASH steps with and without ``runtime.alloc.keep_freed_memory``, in alternating processes.
+
+    python bench/alloc.py [--rounds 2] [--archs 8] [--threads 2] [--json]
+
+malloc settings hold for a whole process, so each measurement is a fresh process: per
+round and progress (early, late) one without and one with the settings, on the same
+sampled architectures (reference-sized work; per architecture one untimed step, then two
+timed). Prints each process's mean step and minor page faults per step.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+from _common import emit, parse, parser
+
+
+def child(progress: float, archs: int, tuned: bool, threads: int) -> dict[str, float]:
+    import torch
+    import torch.nn.functional as F  # noqa: N812
+
+    from smashc.runtime.alloc import keep_freed_memory
+    from smashc.runtime.oneshot import OneShot
+    from smashc.runtime.sampler import Sampler, SearchSpace
+
+    torch.set_num_threads(threads)
+    if tuned:
+        keep_freed_memory()
+    space = SearchSpace(max_bottleneck=1)
+    model = OneShot(space)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3, betas=(0.5, 0.999), eps=1e-4)
+    x, y = torch.randn(50, *space.input), torch.randint(0, space.classes, (50,))
+
+    def step(c) -> float:
+        start = time.perf_counter()
+        c.net.train()
+        loss = F.cross_entropy(c.net(x, model.generated(c)), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        return time.perf_counter() - start
+
+    times, faults = [], 0
+    for i in range(archs):
+        c = model.compile(Sampler(space, seed=1000 + i).sample(progress))
+        step(c)  # oneDNN's first use of these shapes
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        times += [step(c), step(c)]
+        faults += resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+    return {"step": statistics.mean(times), "faults": faults / len(times)}
+
+
+def main() -> None:
+    if sys.argv[1:2] == ["--child"]:
+        progress, archs, tuned, threads = sys.argv[2:6]
+        print(json.dumps(child(float(progress), int(archs), tuned == "on", int(threads))))
+        return
+    ap = parser(__doc__)
+    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--archs", type=int, default=8)
+    args = parse(ap)
+    res: dict[str, list[dict]] = {}
+    for r in range(args.rounds):
+        for progress in (0.0, 1.0):
+            order = ("off", "on") if r % 2 == 0 else ("on", "off")
+            for mode in order:
+                cmd = [sys.executable, __file__, "--child", str(progress), str(args.archs), mode]
+                out = subprocess.run([*cmd, str(args.threads)], check=True, capture_output=True)
+                figures = json.loads(out.stdout.decode().splitlines()[-1])
+                key = f"{'early' if progress == 0 else 'late'} {mode}"
+                res.setdefault(key, []).append(figures)
+                step, faults = figures["step"], figures["faults"]
+                print(f"round {r + 1}, {key}: {step:.3f} s per step, {faults:.0f} faults per step")
+    for key, runs in res.items():
+        print(f"{key:<10} mean {statistics.mean(f['step'] for f in runs):.3f} s per step")
+    emit(args, res)
+
+
+if __name__ == "__main__":
+    main()
