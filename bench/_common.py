@@ -5,10 +5,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import time
+from collections.abc import Callable
 
 import torch
+import torch.nn.functional as F  # noqa: N812
 
 from smashc.runtime.alloc import keep_freed_memory
+from smashc.runtime.oneshot import OneShot
+from smashc.runtime.sampler import SearchSpace
 
 
 def parser(doc: str, *, device: bool = False) -> argparse.ArgumentParser:
@@ -35,3 +40,23 @@ def emit(args: argparse.Namespace, figures) -> None:
     """The figures as one JSON line, when ``--json`` was given."""
     if args.json:
         print(json.dumps(figures))
+
+
+def smash_trainer(space: SearchSpace, batch: int = 50) -> tuple[OneShot, Callable]:
+    """A OneShot model on ``space`` with the reference's Adam and one synthetic batch, and
+    ``step(net, compiled)``: the seconds of one SMASH training step of ``net`` (the
+    compiled architecture's network, or another build of it) on that batch."""
+    model = OneShot(space)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3, betas=(0.5, 0.999), eps=1e-4)
+    x, y = torch.randn(batch, *space.input), torch.randint(0, space.classes, (batch,))
+
+    def step(net, compiled) -> float:
+        start = time.perf_counter()
+        net.train()
+        loss = F.cross_entropy(net(x, model.generated(compiled)), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        return time.perf_counter() - start
+
+    return model, step

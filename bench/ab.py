@@ -19,15 +19,11 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-import torch
-import torch.nn.functional as F  # noqa: N812
-from _common import emit, parse, parser
+from _common import emit, parse, parser, smash_trainer
 
 from smashc.backends.fxrun import GraphRunner
-from smashc.runtime.oneshot import OneShot
 from smashc.runtime.sampler import Sampler, SearchSpace
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -59,23 +55,12 @@ def run(revs: list[str], progress: float, archs: int) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as tmp:
         mods = [load(rev, tag, Path(tmp)) for rev, tag in zip(revs, tags, strict=True)]
     space = SearchSpace(max_bottleneck=1)
-    model = OneShot(space)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3, betas=(0.5, 0.999), eps=1e-4)
-    x, y = torch.randn(50, *space.input), torch.randint(0, space.classes, (50,))
+    model, step = smash_trainer(space)
 
     def build(mod, c):
         if hasattr(mod, "hyper_graph"):  # revisions before GraphRunner built GraphModules
             return GraphRunner(*mod.hyper_graph(c.ir, model.shared, c.enc))
         return mod.to_fx_hyper(c.ir, model.shared, c.enc)
-
-    def step(net, c) -> float:
-        start = time.perf_counter()
-        net.train()
-        loss = F.cross_entropy(net(x, model.generated(c)), y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        return time.perf_counter() - start
 
     times: list[list[float]] = [[] for _ in revs]
     for i in range(archs):

@@ -15,42 +15,27 @@ import resource
 import statistics
 import subprocess
 import sys
-import time
 
-from _common import emit, parse, parser
+from _common import emit, parse, parser, smash_trainer
 
 
 def child(progress: float, archs: int, tuned: bool, threads: int) -> dict[str, float]:
     import torch
-    import torch.nn.functional as F  # noqa: N812
 
     from smashc.runtime.alloc import keep_freed_memory
-    from smashc.runtime.oneshot import OneShot
     from smashc.runtime.sampler import Sampler, SearchSpace
 
     torch.set_num_threads(threads)
     if tuned:
         keep_freed_memory()
     space = SearchSpace(max_bottleneck=1)
-    model = OneShot(space)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3, betas=(0.5, 0.999), eps=1e-4)
-    x, y = torch.randn(50, *space.input), torch.randint(0, space.classes, (50,))
-
-    def step(c) -> float:
-        start = time.perf_counter()
-        c.net.train()
-        loss = F.cross_entropy(c.net(x, model.generated(c)), y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        return time.perf_counter() - start
-
+    model, step = smash_trainer(space)
     times, faults = [], 0
     for i in range(archs):
         c = model.compile(Sampler(space, seed=1000 + i).sample(progress))
-        step(c)  # oneDNN's first use of these shapes
+        step(c.net, c)  # oneDNN's first use of these shapes
         before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-        times += [step(c), step(c)]
+        times += [step(c.net, c), step(c.net, c)]
         faults += resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
     return {"step": statistics.mean(times), "faults": faults / len(times)}
 
