@@ -478,13 +478,16 @@ def perturb(
     return replace(net, stages=tuple(stages))
 
 
+PERTURB_TRIES = 100  # draws refinement makes for a perturbation it has not scored yet
+
+
 def fresh_perturbation(
     net: arch.Network,
     seen: set[arch.Network],
     space: SearchSpace,
     rng: np.random.Generator,
     p: float,
-    tries: int = 100,
+    tries: int = PERTURB_TRIES,
 ) -> arch.Network | None:
     """A perturbation of ``net`` that is in none of ``seen`` (networks compared without
     their names), or None after ``tries`` draws: scoring one again would only re-draw its
@@ -529,7 +532,7 @@ def refine(
         if cand is None:
             tqdm.write(
                 f"refinement stopped after {j}: no new perturbation of the best architecture "
-                f"in 100 draws (perturbation probability {sc.perturb})"
+                f"in {PERTURB_TRIES} draws (perturbation probability {sc.perturb})"
             )
             break
         seen.add(replace(cand, name=""))
