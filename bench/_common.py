@@ -42,13 +42,17 @@ def emit(args: argparse.Namespace, figures) -> None:
         print(json.dumps(figures))
 
 
-def smash_trainer(space: SearchSpace, batch: int = 50) -> tuple[OneShot, Callable]:
+def smash_trainer(
+    space: SearchSpace, batch: int = 50, device: torch.device | None = None
+) -> tuple[OneShot, Callable]:
     """A OneShot model on ``space`` with the reference's Adam and one synthetic batch, and
     ``step(net, compiled)``: the seconds of one SMASH training step of ``net`` (the
     compiled architecture's network, or another build of it) on that batch."""
-    model = OneShot(space)
+    device = device or torch.device("cpu")
+    model = OneShot(space).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3, betas=(0.5, 0.999), eps=1e-4)
-    x, y = torch.randn(batch, *space.input), torch.randint(0, space.classes, (batch,))
+    x = torch.randn(batch, *space.input, device=device)
+    y = torch.randint(0, space.classes, (batch,), device=device)
 
     def step(net, compiled) -> float:
         start = time.perf_counter()
@@ -57,6 +61,8 @@ def smash_trainer(space: SearchSpace, batch: int = 50) -> tuple[OneShot, Callabl
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
         return time.perf_counter() - start
 
     return model, step

@@ -28,7 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import torch
 import torch.nn.functional as F  # noqa: N812
-from _common import emit, parse, parser
+from _common import emit, parse, parser, smash_trainer
 
 from smashc import report
 from smashc.runtime.oneshot import OneShot
@@ -102,23 +102,14 @@ def prefetched(space: SearchSpace, steps: int, batch: int, device: torch.device)
     """Late steps with compilation inline and prefetched in a background thread (as in
     ``train_smash``), alternating in blocks of three on the same architectures, so that
     the two step times are comparable on a noisy machine."""
-    model = OneShot(space).to(device)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3, betas=(0.5, 0.999), eps=1e-4)
-    x = torch.randn(batch, *space.input, device=device)
-    y = torch.randint(0, space.classes, (batch,), device=device)
+    model, step = smash_trainer(space, batch, device)
     pool = ThreadPoolExecutor(1)
 
     def compile_step(i: int):
         return model.compile(Sampler(space, seed=1000 + i).sample(1.0))
 
     def train(compiled) -> None:
-        compiled.net.train()
-        loss = F.cross_entropy(compiled.net(x, model.generated(compiled)), y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
+        step(compiled.net, compiled)
 
     train(compile_step(-1))  # warm-up
     waits: list[float] = []
