@@ -1,15 +1,19 @@
-"""SMASH steps with and without ``runtime.alloc.keep_freed_memory``, in alternating processes.
+"""SMASH steps under different malloc settings, in alternating processes.
 
-    python bench/alloc.py [--rounds 2] [--archs 8] [--threads 2] [--json]
+    python bench/alloc.py [--rounds 2] [--archs 8] [--modes off,ceiling,on] [--json]
 
+Modes: ``off`` (glibc's defaults), ``ceiling`` (stop 10's setting: trim threshold 1 GiB,
+mmap threshold at its 32 MiB ceiling) and ``on`` (``runtime.alloc.keep_freed_memory``).
 malloc settings hold for a whole process, so each measurement is a fresh process: per
-round and progress (early, late) one without and one with the settings, on the same
-sampled architectures (reference-sized work; per architecture one untimed step, then two
-timed). Prints each process's mean step and minor page faults per step.
+round and progress (early, late) one per mode, in an order that rotates between rounds,
+on the same sampled architectures (reference-sized work; per architecture one untimed
+step, then two timed). Prints each process's mean step and minor page faults per step.
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import json
 import resource
 import statistics
@@ -19,15 +23,25 @@ import sys
 from _common import emit, parse, parser, smash_trainer
 
 
-def child(progress: float, archs: int, tuned: bool, threads: int) -> dict[str, float]:
+def set_malloc(mode: str) -> None:
+    from smashc.runtime.alloc import TRIM_THRESHOLD, keep_freed_memory
+
+    if mode == "on":
+        assert keep_freed_memory()
+    elif mode == "ceiling":
+        mallopt = ctypes.CDLL(ctypes.util.find_library("c")).mallopt
+        assert mallopt(-1, TRIM_THRESHOLD) and mallopt(-3, 32 << 20)  # trim, mmap threshold
+    else:
+        assert mode == "off", mode
+
+
+def child(progress: float, archs: int, mode: str, threads: int) -> dict[str, float]:
     import torch
 
-    from smashc.runtime.alloc import keep_freed_memory
     from smashc.runtime.sampler import Sampler, SearchSpace
 
     torch.set_num_threads(threads)
-    if tuned:
-        keep_freed_memory()
+    set_malloc(mode)
     space = SearchSpace(max_bottleneck=1)
     model, step = smash_trainer(space)
     times, faults = [], 0
@@ -42,18 +56,19 @@ def child(progress: float, archs: int, tuned: bool, threads: int) -> dict[str, f
 
 def main() -> None:
     if sys.argv[1:2] == ["--child"]:
-        progress, archs, tuned, threads = sys.argv[2:6]
-        print(json.dumps(child(float(progress), int(archs), tuned == "on", int(threads))))
+        progress, archs, mode, threads = sys.argv[2:6]
+        print(json.dumps(child(float(progress), int(archs), mode, int(threads))))
         return
     ap = parser(__doc__)
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--archs", type=int, default=8)
+    ap.add_argument("--modes", default="off,ceiling,on")
     args = parse(ap)
+    modes = args.modes.split(",")
     res: dict[str, list[dict]] = {}
     for r in range(args.rounds):
         for progress in (0.0, 1.0):
-            order = ("off", "on") if r % 2 == 0 else ("on", "off")
-            for mode in order:
+            for mode in modes[r % len(modes) :] + modes[: r % len(modes)]:
                 cmd = [sys.executable, __file__, "--child", str(progress), str(args.archs), mode]
                 out = subprocess.run([*cmd, str(args.threads)], check=True, capture_output=True)
                 figures = json.loads(out.stdout.decode().splitlines()[-1])

@@ -1,6 +1,7 @@
-"""``runtime.alloc.keep_freed_memory``: glibc takes both settings, and ``smashc search``
-sets them before it starts. (What they do to page faults and step time is measured by
-``bench/alloc.py``: fault counts vary too much between runs for a test.)"""
+"""``runtime.alloc.keep_freed_memory``: glibc takes both settings, a large tensor freed and
+allocated again reuses its pages, and ``smashc search`` sets them before it starts. (What
+they do to a training step's page faults and time is measured by ``bench/alloc.py``: a
+step's fault counts vary too much between runs for a test.)"""
 
 from __future__ import annotations
 
@@ -21,6 +22,33 @@ def test_glibc_takes_both_settings():
     probe = "from smashc.runtime.alloc import keep_freed_memory; print(keep_freed_memory())"
     out = subprocess.run([sys.executable, "-c", probe], check=True, capture_output=True)
     assert out.stdout.decode().split() == ["True"]
+
+
+_REUSE = """
+import resource, sys, torch
+from smashc.runtime.alloc import keep_freed_memory
+if sys.argv[1] == "on":
+    keep_freed_memory()
+def faults():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+x = torch.ones(64 << 18)  # 64 MiB: above any mmap threshold glibc allows
+del x
+before = faults()
+# smaller: an equal size would not fit the hole, as torch's 64-byte alignment asks a little more
+x = torch.ones(48 << 18)
+print(faults() - before)
+"""
+
+
+@glibc
+def test_a_freed_large_tensor_gives_its_pages_to_the_next():
+    def faults(mode: str) -> int:
+        out = subprocess.run([sys.executable, "-c", _REUSE, mode], check=True, capture_output=True)
+        return int(out.stdout.decode().split()[-1])
+
+    pages = (48 << 20) // 4096
+    assert faults("off") > pages // 2  # glibc's defaults: fresh pages from mmap
+    assert faults("on") < pages // 16
 
 
 class _Stop(Exception):
