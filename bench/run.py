@@ -43,7 +43,7 @@ def main() -> None:
     results = {}
     for name, script, extra in (
         ("compile", "compile.py", ["--archs", "10" if quick else "50"]),
-        ("step", "train_step.py", ["--steps", "3" if quick else "6"]),
+        ("step", "train_step.py", ["--steps", "3", "--blocks", "1"] if quick else []),
         ("score", "score.py", ["--images", "1000" if quick else "5000", "--archs", "2"]),
         ("resnet20", "resnet20.py", ["--steps", "5" if quick else "20"]),
     ):
@@ -72,15 +72,16 @@ def table(r: dict, quick: bool) -> str:
                 f"{m[p]:.3f}" for p in ("sample", "compile", "hypernet", "forward", "backward")
             )
             rows.append((f"SMASH step {when}, bottleneck {label} (s)", f"{m['step']:.3f}", split))
-        pre = s[key]["prefetched"]
-        rows.append(
-            (
-                f"  compile wait when prefetched, {label} (ms)",
-                f"{1000 * pre['wait']:.1f}",
-                f"late step prefetched {pre['step']:.3f} s / inline {pre['inline']:.3f} s"
-                + (f"; {mem['step']}" if key == "bottleneck128" else ""),
+        for when, cost in s[key]["compile_cost"].items():
+            rows.append(
+                (
+                    f"  compile cost {when}, prefetched / inline, {label}",
+                    f"{100 * cost['prefetched_cost']:+.1f}% / {100 * cost['inline_cost']:+.1f}%",
+                    f"of a precompiled step ({cost['precompiled']:.3f} s); prefetched waits "
+                    f"{1000 * cost['wait']:.1f} ms"
+                    + (f"; {mem['step']}" if key == "bottleneck128" and when == "late" else ""),
+                )
             )
-        )
     for key, label in (("bottleneck128", "<=128"), ("bottleneck64", "<=64, reference work")):
         rows.append(
             (

@@ -1,6 +1,7 @@
 """Median seconds per SMASH training step, split by phase, for the reference's default space.
 
-    python bench/train_step.py [--steps 6] [--batch 50] [--device cpu] [--threads 2] [--json]
+    python bench/train_step.py [--steps 6] [--blocks 3] [--batch 50] [--device cpu]
+                               [--threads 2] [--json]
 
 CIFAR-shaped synthetic batches (3x32x32, 100 classes), the default SearchSpace and HyperNet;
 "early" samples at progress 0 (3x3 kernels, small budgets), "late" at progress 1 (kernels
@@ -15,9 +16,9 @@ the reference's measured 0.8 s / 1.7 s. Each workload also gets its GFLOP per st
 the rate achieved, and the floor that rate implies at this machine's measured conv peak
 (FLOPs as written in the IR: the backend pools before each transition's 1x1 conv, which
 leaves 5-11% of them undone).
-"Prefetched" runs the late steps as ``smashc search`` does, compiling the next architecture
-in a background thread, and reports how long the step waits for it and the mean step
-against inline compilation on the same architectures.
+"Compile cost" is what compiling adds to a step as ``smashc search`` runs it (the next
+architecture compiled in a background thread) and inline, against steps on architectures
+compiled beforehand, on the same architectures (``--blocks`` of four, early and late).
 """
 
 from __future__ import annotations
@@ -98,45 +99,56 @@ def measure(
     return {k: statistics.median(v) for k, v in times.items()}
 
 
-def prefetched(space: SearchSpace, steps: int, batch: int, device: torch.device) -> dict:
-    """Late steps with compilation inline and prefetched in a background thread (as in
-    ``train_smash``), alternating in blocks of three on the same architectures, so that
-    the two step times are comparable on a noisy machine."""
+COMPILE_MODES = ("precompiled", "prefetched", "inline")
+
+
+def compile_cost(
+    space: SearchSpace, progress: float, blocks: int, batch: int, device: torch.device
+) -> dict:
+    """What compiling costs a step: steps whose architecture was compiled beforehand
+    (untimed), compiled in a background thread while the previous step ran (as
+    ``train_smash`` does), and compiled inline. Blocks of four architectures; each is
+    compiled and stepped once untimed first (oneDNN builds its kernels on a conv shape's
+    first use), then every mode runs the block, in an order that rotates between blocks.
+    A mode's first step in a block is not counted (nothing was prefetched before it)."""
     model, step = smash_trainer(space, batch, device)
     pool = ThreadPoolExecutor(1)
 
-    def compile_step(i: int):
-        return model.compile(Sampler(space, seed=1000 + i).sample(1.0))
+    def compile_one(seed: int):
+        return model.compile(Sampler(space, seed=seed).sample(progress))
 
-    def train(compiled) -> None:
-        step(compiled.net, compiled)
-
-    train(compile_step(-1))  # warm-up
     waits: list[float] = []
-    times: dict[str, list[float]] = {"inline": [], "prefetched": []}
-    for first in range(0, max(steps, 3), 3):
-        seeds = range(first, first + 3)
-        for i in seeds:
-            t0 = time.perf_counter()
-            train(compile_step(i))
-            if i > first:  # compared on the steps that had a prefetch running before them
-                times["inline"].append(time.perf_counter() - t0)
-        pending = pool.submit(compile_step, seeds[0])
-        for i in seeds:
-            t0 = time.perf_counter()
-            compiled = pending.result()
-            if i + 1 < seeds.stop:
-                pending = pool.submit(compile_step, i + 1)
-            if i > first:
-                waits.append(time.perf_counter() - t0)
-            train(compiled)
-            if i > first:
-                times["prefetched"].append(time.perf_counter() - t0)
+    times: dict[str, list[float]] = {m: [] for m in COMPILE_MODES}
+    for b in range(blocks):
+        seeds = range(1000 + 4 * b, 1004 + 4 * b)
+        ready = {s: compile_one(s) for s in seeds}
+        for s in seeds:
+            step(ready[s].net, ready[s])
+        for mode in COMPILE_MODES[b % 3 :] + COMPILE_MODES[: b % 3]:
+            pending = pool.submit(compile_one, seeds[0]) if mode == "prefetched" else None
+            for s in seeds:
+                t0 = time.perf_counter()
+                if mode == "precompiled":
+                    compiled = ready[s]
+                elif mode == "inline":
+                    compiled = compile_one(s)
+                else:
+                    compiled = pending.result()
+                    if s + 1 < seeds.stop:
+                        pending = pool.submit(compile_one, s + 1)
+                    if s > seeds[0]:
+                        waits.append(time.perf_counter() - t0)
+                step(compiled.net, compiled)
+                if s > seeds[0]:
+                    times[mode].append(time.perf_counter() - t0)
     pool.shutdown()
+    means = {m: statistics.mean(v) for m, v in times.items()}
+    base = means["precompiled"]
     return {
+        **means,
         "wait": statistics.median(waits),
-        "step": statistics.mean(times["prefetched"]),
-        "inline": statistics.mean(times["inline"]),
+        "prefetched_cost": means["prefetched"] / base - 1,
+        "inline_cost": means["inline"] / base - 1,
     }
 
 
@@ -144,6 +156,7 @@ def main() -> None:
     ap = parser(__doc__, device=True)
     ap.add_argument("--steps", type=int, default=6)
     ap.add_argument("--batch", type=int, default=50)
+    ap.add_argument("--blocks", type=int, default=3, help="of 4 architectures, compile cost")
     args = parse(ap)
     device = torch.device(args.device)
     peak = conv_peak(device)
@@ -156,8 +169,11 @@ def main() -> None:
         space = SearchSpace(max_bottleneck=mb)
         early = measure(space, 0.0, args.steps, args.batch, device)
         late = measure(space, 1.0, args.steps, args.batch, device)
-        pre = prefetched(space, args.steps, args.batch, device)
-        results[f"bottleneck{64 * mb}"] = {"early": early, "late": late, "prefetched": pre}
+        cost = {
+            when: compile_cost(space, progress, args.blocks, args.batch, device)
+            for when, progress in (("early", 0.0), ("late", 1.0))
+        }
+        results[f"bottleneck{64 * mb}"] = {"early": early, "late": late, "compile_cost": cost}
         print(f"\n{label}")
         print(f"{'phase':<22} {'early':>8} {'late':>8}")
         for name in PHASES + ("step",):
@@ -169,11 +185,13 @@ def main() -> None:
         print(f"{'floor at peak (s)':<22} {floors[0]:>8.3f} {floors[1]:>8.3f}")
         shares = [100 * m["compile"] / m["step"] for m in (early, late)]
         print(f"{'compile share inline':<22} {shares[0]:>7.1f}% {shares[1]:>7.1f}%")
-        print(
-            f"late, compile prefetched in a thread: step {pre['step']:.3f} s against "
-            f"{pre['inline']:.3f} s inline (means, same architectures), waits "
-            f"{1000 * pre['wait']:.1f} ms for compilation"
-        )
+        for when, c in cost.items():
+            print(
+                f"{when}, compile cost: steps {c['precompiled']:.3f} s precompiled, "
+                f"{c['prefetched']:.3f} s prefetched ({100 * c['prefetched_cost']:+.1f}%, waits "
+                f"{1000 * c['wait']:.1f} ms), {c['inline']:.3f} s inline "
+                f"({100 * c['inline_cost']:+.1f}%)"
+            )
     emit(args, results)
 
 
