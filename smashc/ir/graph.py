@@ -66,22 +66,22 @@ class IRGraph:
     patterns: Mapping[str, Pattern] | None = None
 
     # --- queries
+    # The queries read networkx's adjacency dicts (``_node``, ``_succ``, ``_pred``) rather
+    # than its views: the passes make thousands of these calls per architecture, and the
+    # training loop compiles an architecture per step.
     def payload(self, node: str) -> Payload:
-        return self.graph.nodes[node]["payload"]
+        return self.graph._node[node]["payload"]
 
     @functools.cached_property
     def _operands(self) -> dict[str, list[str]]:
-        ops: dict[str, list[tuple[int, str]]] = {n: [] for n in self.graph}
-        for src, dst, index in self.graph.edges(data="index"):
-            ops[dst].append((index, src))
-        return {n: [src for _, src in sorted(pairs)] for n, pairs in ops.items()}
+        return {n: graph_operands(self.graph, n) for n in self.graph._pred}
 
     def operands(self, node: str) -> list[str]:
         """The node's operands in index order (cached: an IRGraph's graph is never mutated)."""
         return list(self._operands[node])
 
     def users(self, node: str) -> list[str]:
-        return sorted(self.graph.successors(node))
+        return sorted(self.graph._succ[node])
 
     @functools.cached_property
     def _order(self) -> tuple[str, ...]:
@@ -90,7 +90,7 @@ class IRGraph:
         # training loop compiles an architecture per step).
         names = list(self.graph.nodes)
         index = {n: i for i, n in enumerate(names)}
-        succ = self.graph.succ
+        succ = self.graph._succ
         indegree = [0] * len(names)
         for n in names:
             for m in succ[n]:
