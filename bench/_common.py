@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F  # noqa: N812
@@ -14,6 +16,17 @@ import torch.nn.functional as F  # noqa: N812
 from smashc.runtime.alloc import keep_freed_memory
 from smashc.runtime.oneshot import OneShot
 from smashc.runtime.sampler import SearchSpace
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def source_at(rev: str, path: str) -> str:
+    """The text of ``path`` (relative to the repository root) at git revision ``rev``;
+    ``.`` is the working tree."""
+    if rev == ".":
+        return (ROOT / path).read_text(encoding="utf-8")
+    show = ["git", "-C", str(ROOT), "show", f"{rev}:{path}"]
+    return subprocess.run(show, check=True, capture_output=True, text=True).stdout
 
 
 def parser(doc: str, *, device: bool = False) -> argparse.ArgumentParser:

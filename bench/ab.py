@@ -16,29 +16,22 @@ from __future__ import annotations
 
 import importlib.util
 import statistics
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-from _common import emit, parse, parser, smash_trainer
+from _common import emit, parse, parser, smash_trainer, source_at
 
 from smashc.backends.fxrun import GraphRunner
 from smashc.runtime.sampler import Sampler, SearchSpace
 
-ROOT = Path(__file__).resolve().parent.parent
 FILES = ("kernels", "hyperfx")
 
 
 def load(rev: str, tag: str, into: Path):
     """The revision's hyperfx module, importing that revision's kernels."""
     for name in FILES:
-        path = f"smashc/backends/{name}.py"
-        if rev == ".":
-            text = (ROOT / path).read_text(encoding="utf-8")
-        else:
-            show = ["git", "-C", str(ROOT), "show", f"{rev}:{path}"]
-            text = subprocess.run(show, check=True, capture_output=True, text=True).stdout
+        text = source_at(rev, f"smashc/backends/{name}.py")
         own = f"import kernels_{tag} as kernels"
         text = text.replace("from smashc.backends import kernels", own)
         (into / f"{name}_{tag}.py").write_text(text, encoding="utf-8")

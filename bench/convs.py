@@ -8,7 +8,10 @@ architectures (1x1 bottlenecks and shared convs) are recorded, then each is time
 ``F.conv2d`` on NCHW tensors, ``nchw<->cl`` converts an NCHW input to channels-last and the
 output back (one layout-switched conv in an NCHW network), ``channels-last`` is plain
 ``F.conv2d`` on channels-last tensors, ``dispatched`` is ``kernels.conv2d`` on them (the
-network runs channels-last end to end). Totals per category (ms, summed over the convs).
+network runs channels-last end to end). Totals per category (ms, summed over the convs),
+and per architecture the dispatched convs' total: the time a training step of it would
+take if everything but its convs were free (``bench/train_step.py`` samples the same
+architectures: seeds 1001-1006 are its timed steps).
 """
 
 from __future__ import annotations
@@ -27,11 +30,13 @@ from smashc.runtime.sampler import Sampler, SearchSpace
 _CL = torch.channels_last
 
 
-def recorded(space: SearchSpace, archs: int, progress: float) -> list[tuple]:
-    calls, real = [], kernels.conv2d
+def recorded(space: SearchSpace, archs: int, progress: float) -> list[list[tuple]]:
+    """Per architecture (seeds 1000, 1001, ...), the arguments of each of its convs."""
+    calls: list[list[tuple]] = []
+    real = kernels.conv2d
 
     def record(x, w, padding, dilation, groups):
-        calls.append((tuple(x.shape), tuple(w.shape), tuple(padding), tuple(dilation), groups))
+        calls[-1].append((tuple(x.shape), tuple(w.shape), tuple(padding), tuple(dilation), groups))
         return real(x, w, padding, dilation, groups)
 
     kernels.conv2d = record  # shared_conv and bottleneck look it up at call time
@@ -39,6 +44,7 @@ def recorded(space: SearchSpace, archs: int, progress: float) -> list[tuple]:
         model = OneShot(space)
         x = torch.randn(50, *space.input)
         for i in range(archs):
+            calls.append([])
             c = model.compile(Sampler(space, seed=1000 + i).sample(progress))
             with torch.no_grad():
                 c.net(x, model.generated(c))
@@ -99,9 +105,13 @@ def main() -> None:
     args = parse(ap)
     space = SearchSpace(max_bottleneck=args.max_bottleneck)
     totals: dict[tuple[str, str], float] = collections.defaultdict(float)
-    for shape, wshape, pad, dil, groups in recorded(space, args.archs, args.progress):
-        for mode, seconds in time_conv(shape, wshape, pad, dil, groups).items():
-            totals[(category(wshape, dil, groups), mode)] += seconds
+    per_arch = []
+    for convs in recorded(space, args.archs, args.progress):
+        per_arch.append(0.0)
+        for shape, wshape, pad, dil, groups in convs:
+            for mode, seconds in time_conv(shape, wshape, pad, dil, groups).items():
+                totals[(category(wshape, dil, groups), mode)] += seconds
+            per_arch[-1] += seconds  # the last mode: dispatched
     names = ("nchw", "nchw<->cl", "channels-last", "dispatched")
     print(f"{'category':<22}" + "".join(f"{m:>15}" for m in names))
     for cat in sorted({c for c, _ in totals}):
@@ -109,7 +119,10 @@ def main() -> None:
     print(f"{'total':<22}" + "".join(
         f"{1000 * sum(v for (_, m), v in totals.items() if m == mode):>15.0f}" for mode in names
     ))  # fmt: skip
-    emit(args, {f"{cat} / {mode}": 1000 * v for (cat, mode), v in sorted(totals.items())})
+    each = ", ".join(f"{t:.3f}" for t in per_arch)
+    print(f"dispatched convs per architecture, fwd + bwd (s, seeds 1000-): {each}")
+    figures = {f"{cat} / {mode}": 1000 * v for (cat, mode), v in sorted(totals.items())}
+    emit(args, {**figures, "per_arch_s": per_arch})
 
 
 if __name__ == "__main__":

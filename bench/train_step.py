@@ -60,7 +60,7 @@ def measure(
     opt = torch.optim.Adam(model.parameters(), lr=1e-3, betas=(0.5, 0.999), eps=1e-4)
     x = torch.randn(batch, *space.input, device=device)
     y = torch.randint(0, space.classes, (batch,), device=device)
-    times: dict[str, list[float]] = {p: [] for p in PHASES + ("step", "gflop")}
+    times: dict[str, list[float]] = {p: [] for p in PHASES + ("step", "gflop", "hypernet_fb")}
 
     def sync() -> float:
         if device.type == "cuda":
@@ -94,6 +94,12 @@ def measure(
         for name, a, b in zip(PHASES, marks[:-1], marks[1:], strict=True):
             times[name].append(b - a)
         times["step"].append(marks[-1] - t0)
+        # the HyperNet's own forward + backward (its backward is part of the step's backward)
+        c = compiled.enc.tensor.to(device)
+        t = sync()
+        model.hypernet(c).sum().backward()
+        times["hypernet_fb"].append(sync() - t)
+        opt.zero_grad(set_to_none=True)
         # forward + backward (input and weight gradients) = 3x the forward's 2 * MACs
         times["gflop"].append(6 * batch * report.totals(compiled.ir)[1] / 1e9)
     return {k: statistics.median(v) for k, v in times.items()}
@@ -178,6 +184,9 @@ def main() -> None:
         print(f"{'phase':<22} {'early':>8} {'late':>8}")
         for name in PHASES + ("step",):
             print(f"{name + ' (s)':<22} {early[name]:>8.3f} {late[name]:>8.3f}")
+        print(
+            f"{'HyperNet fwd+bwd (s)':<22} {early['hypernet_fb']:>8.3f} {late['hypernet_fb']:>8.3f}"
+        )
         print(f"{'GFLOP per step':<22} {early['gflop']:>8.1f} {late['gflop']:>8.1f}")
         rates = [m["gflop"] / (m["forward"] + m["backward"]) for m in (early, late)]
         print(f"{'GFLOP/s (fwd + bwd)':<22} {rates[0]:>8.0f} {rates[1]:>8.0f}")

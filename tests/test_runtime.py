@@ -262,6 +262,44 @@ def test_hypernet_output_follows_the_encoding(name, variable):
     assert len(widths) > 1  # the HyperNet is fully convolutional over architectures' widths
 
 
+def _hypernet_as_described(hyper: HyperNet, c: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    """The HyperNet written as the reference describes it: LeakyReLU of the whole
+    concatenation before each conv, plain F.conv2d with the weight-normalised weights."""
+
+    def conv(m, x):
+        w = m.weight * (m.gain / m.weight.flatten(1).norm(dim=1))[:, None, None, None]
+        return F.conv2d(x, w, None, 1, m.padding)
+
+    act = lambda t: F.leaky_relu(t, hyper.cfg.slope)  # noqa: E731
+    x = torch.cat([c, z], dim=1)
+    x = torch.cat([x, conv(hyper.stem, x)], dim=1)
+    for i, layers in enumerate(hyper.dense):
+        for m in layers:
+            x = torch.cat([x, conv(m, act(x))], dim=1)
+        if i < len(hyper.halve):
+            x = conv(hyper.halve[i], act(x))
+    return conv(hyper.out, act(x))
+
+
+def test_hypernet_computes_the_described_function_and_its_gradients():
+    # float64: activating each feature once, not the whole concatenation per layer, changes
+    # nothing
+    space = SMALL
+    torch.manual_seed(0)
+    hyper = HyperNet(space.encoding(), HyperNetConfig(stem_channels=5, blocks=(3, 2), growth=6))
+    hyper = hyper.double()
+    enc = model_for(space).compile(Sampler(space, 4).sample(1.0)).enc
+    c = enc.tensor.double()
+    z = torch.randn(1, 1, *c.shape[2:], dtype=torch.float64)
+    gy = torch.randn(hyper(c, z).shape, dtype=torch.float64)
+    params = list(hyper.parameters())
+    got = torch.autograd.grad(hyper(c, z), params, gy)
+    want = torch.autograd.grad(_hypernet_as_described(hyper, c, z), params, gy)
+    torch.testing.assert_close(hyper(c, z), _hypernet_as_described(hyper, c, z))
+    for (name, _), g, w in zip(hyper.named_parameters(), got, want, strict=True):
+        torch.testing.assert_close(g, w, msg=name)
+
+
 def test_op_weights_cut_the_documented_blocks():
     """Entry (o, i) of op k's matrix is HyperNet channel (o % unit) * slice_width + i % sw
     at row o // unit and slice first_slice + i // sw."""
