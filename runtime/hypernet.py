@@ -7,8 +7,8 @@ by 3x3 convs that halve the channel count, and a final 1x1 conv to
 ``unit * slice_width`` channels: at each (row, slice) of c, one unit-out x slice-in block
 of generated 1x1 weights (``encoding.op_weights`` cuts each op's matrix out of it).
 
-Its forward and backward take 8-17% of a SMASH step (``bench/train_step.py``: 66 ms
-early, 87 ms late). Each feature's LeakyReLU is computed once, when the feature is made,
+Its forward and backward take 8-17% of a SMASH step (``bench/hypernet.py``: 65 ms for
+early architectures, 86 ms for late ones). Each feature's LeakyReLU is computed once, when the feature is made,
 and each dense layer reads the concatenation of the activated features:
 LeakyReLU(cat(x, y)) = cat(LeakyReLU(x), LeakyReLU(y)), so this is the reference's
 "activate the whole concatenation before each conv" without redoing the earlier layers'
