@@ -1,6 +1,6 @@
 """Seconds per conv category of SMASH-space networks: NCHW, channels-last, and kernels.conv2d.
 
-    python bench/convs.py [--archs 3] [--progress 1.0] [--max-bottleneck 1]
+    python bench/convs.py [--archs 3] [--progress 1.0] [--max-bottleneck 1] [--seed 1000]
 
 The evidence behind ``smashc/backends/kernels.py``: the convs of a few sampled
 architectures (1x1 bottlenecks and shared convs) are recorded, then each is timed forward
@@ -9,9 +9,10 @@ architectures (1x1 bottlenecks and shared convs) are recorded, then each is time
 output back (one layout-switched conv in an NCHW network), ``channels-last`` is plain
 ``F.conv2d`` on channels-last tensors, ``dispatched`` is ``kernels.conv2d`` on them (the
 network runs channels-last end to end). Totals per category (ms, summed over the convs),
-and per architecture the dispatched convs' total: the time a training step of it would
-take if everything but its convs were free (``bench/train_step.py`` samples the same
-architectures: seeds 1001-1006 are its timed steps).
+and per architecture the dispatched convs' total, forward + backward and forward alone:
+the time a training step (or a batch's scoring) of it would take if everything but its
+convs were free. ``bench/train_step.py`` samples the same architectures (seeds 1001-1006
+are its timed steps), ``bench/score.py`` those of ``--seed 2000``.
 """
 
 from __future__ import annotations
@@ -30,8 +31,8 @@ from smashc.runtime.sampler import Sampler, SearchSpace
 _CL = torch.channels_last
 
 
-def recorded(space: SearchSpace, archs: int, progress: float) -> list[list[tuple]]:
-    """Per architecture (seeds 1000, 1001, ...), the arguments of each of its convs."""
+def recorded(space: SearchSpace, archs: int, progress: float, seed: int) -> list[list[tuple]]:
+    """Per architecture (seeds ``seed``, ``seed + 1``, ...), the arguments of each conv."""
     calls: list[list[tuple]] = []
     real = kernels.conv2d
 
@@ -45,7 +46,7 @@ def recorded(space: SearchSpace, archs: int, progress: float) -> list[list[tuple
         x = torch.randn(50, *space.input)
         for i in range(archs):
             calls.append([])
-            c = model.compile(Sampler(space, seed=1000 + i).sample(progress))
+            c = model.compile(Sampler(space, seed=seed + i).sample(progress))
             with torch.no_grad():
                 c.net(x, model.generated(c))
     finally:
@@ -94,6 +95,8 @@ def time_conv(shape, wshape, pad, dil, groups) -> dict[str, float]:
         y = f()
         gy = torch.randn_like(y)  # same layout as the output, as autograd would hand it
         out[mode] = timed(lambda f=f, gy=gy, inputs=inputs: torch.autograd.grad(f(), inputs, gy))
+    with torch.no_grad():
+        out["dispatched forward"] = timed(modes["dispatched"][0])
     return out
 
 
@@ -102,16 +105,19 @@ def main() -> None:
     ap.add_argument("--archs", type=int, default=3)
     ap.add_argument("--progress", type=float, default=1.0)
     ap.add_argument("--max-bottleneck", type=int, default=1)
+    ap.add_argument("--seed", type=int, default=1000, help="of the first architecture")
     args = parse(ap)
     space = SearchSpace(max_bottleneck=args.max_bottleneck)
     totals: dict[tuple[str, str], float] = collections.defaultdict(float)
-    per_arch = []
-    for convs in recorded(space, args.archs, args.progress):
-        per_arch.append(0.0)
+    per_arch: list[dict[str, float]] = []
+    for convs in recorded(space, args.archs, args.progress, args.seed):
+        per_arch.append({"fwd+bwd": 0.0, "fwd": 0.0})
         for shape, wshape, pad, dil, groups in convs:
-            for mode, seconds in time_conv(shape, wshape, pad, dil, groups).items():
+            times = time_conv(shape, wshape, pad, dil, groups)
+            per_arch[-1]["fwd+bwd"] += times["dispatched"]
+            per_arch[-1]["fwd"] += times.pop("dispatched forward")
+            for mode, seconds in times.items():
                 totals[(category(wshape, dil, groups), mode)] += seconds
-            per_arch[-1] += seconds  # the last mode: dispatched
     names = ("nchw", "nchw<->cl", "channels-last", "dispatched")
     print(f"{'category':<22}" + "".join(f"{m:>15}" for m in names))
     for cat in sorted({c for c, _ in totals}):
@@ -119,8 +125,9 @@ def main() -> None:
     print(f"{'total':<22}" + "".join(
         f"{1000 * sum(v for (_, m), v in totals.items() if m == mode):>15.0f}" for mode in names
     ))  # fmt: skip
-    each = ", ".join(f"{t:.3f}" for t in per_arch)
-    print(f"dispatched convs per architecture, fwd + bwd (s, seeds 1000-): {each}")
+    print(f"dispatched convs per architecture (s; seeds {args.seed}, {args.seed + 1}, ...):")
+    for key in ("fwd+bwd", "fwd"):
+        print(f"  {key:<8} " + ", ".join(f"{a[key]:.3f}" for a in per_arch))
     figures = {f"{cat} / {mode}": 1000 * v for (cat, mode), v in sorted(totals.items())}
     emit(args, {**figures, "per_arch_s": per_arch})
 
