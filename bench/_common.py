@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F  # noqa: N812
 
-from smashc.runtime.alloc import keep_freed_memory
+from smashc.runtime.alloc import calm_gc, keep_freed_memory
 from smashc.runtime.oneshot import OneShot
 from smashc.runtime.sampler import SearchSpace
 
@@ -41,11 +41,13 @@ def parser(doc: str, *, device: bool = False) -> argparse.ArgumentParser:
 
 
 def parse(ap: argparse.ArgumentParser) -> argparse.Namespace:
-    """The parsed arguments, with torch's thread count set from them and malloc set up as
-    ``smashc search`` and ``smashc train`` set it (``runtime.alloc``)."""
+    """The parsed arguments, with torch's thread count set from them, and malloc and the
+    garbage collector set up as ``smashc search`` and ``smashc train`` set them
+    (``runtime.alloc``)."""
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     keep_freed_memory()
+    calm_gc()
     return args
 
 

@@ -26,7 +26,7 @@ from __future__ import annotations
 import networkx as nx
 
 from smashc import arch
-from smashc.ir.graph import IRGraph, graph_operands
+from smashc.ir.graph import IRGraph, copy_digraph, graph_operands
 from smashc.ir.nodes import Add, BankVersion, Concat, OpNode, Output, Slice
 from smashc.passes import register
 
@@ -78,7 +78,7 @@ def _feeds_linear_input(ir: IRGraph, node: str) -> bool:
 def _drop_shapes(ir: IRGraph, g: nx.DiGraph) -> dict | None:
     if ir.shapes is None:
         return None
-    return {n: s for n, s in ir.shapes.items() if n in g}
+    return {n: s for n, s in ir.shapes.items() if n in g._node}
 
 
 class _CopyOnWrite:
@@ -139,11 +139,15 @@ def fold_trivial(ir: IRGraph) -> IRGraph:
 @register("remove-dead-writes")
 def remove_dead_writes(ir: IRGraph) -> IRGraph:
     out = next(n for n in ir.graph if isinstance(ir.payload(n), Output))
-    live = nx.ancestors(ir.graph, out) | {out}
+    live, todo, pred = {out}, [out], ir.graph._pred  # the output's ancestors
+    while todo:
+        for src in pred[todo.pop()]:
+            if src not in live:
+                live.add(src)
+                todo.append(src)
     if len(live) == len(ir.graph):
         return ir
-    g = ir.copy_graph()
-    g.remove_nodes_from([n for n in ir.graph if n not in live])
+    g = copy_digraph(ir.graph, keep=live)
     return ir.with_graph(g, shapes=_drop_shapes(ir, g))
 
 

@@ -1,4 +1,5 @@
-"""glibc malloc settings for training: keep freed memory for the next step's tensors.
+"""Process settings for training: glibc malloc keeps freed memory for the next step's
+tensors, and Python's cyclic garbage collector leaves the objects of the imports alone.
 
 A training step allocates and frees hundreds of activation-sized tensors. With glibc's
 defaults the heap's top is returned to the kernel as soon as 128 KiB-256 KiB of it are
@@ -10,23 +11,35 @@ step once the heap has grown to the largest step's size.
 
 Why not mmap at all: the mmap threshold cannot be raised above 32 MiB, and activations
 of the wider reads and transitions (50 x 168 x 32 x 32 floats is 34 MB) are larger than
-that, so with the threshold at its ceiling (the setting of stop 10) a late step still
-faulted in 38,000-80,000 pages; without mmap, 0-10,000. ``bench/alloc.py`` alternates
-processes with each setting. The price: up to 1 GiB freed in one step stays mapped for
-the next. Setting the trim threshold alone is worse than the defaults: it also freezes
-the mmap threshold at 128 KiB, and every activation then gets fresh pages (220,000
-faults per step).
+that, so with the threshold at its ceiling (the setting of stop 10) a step still faulted
+in 5,000-16,000 pages; without mmap, 4,000-6,600 (``bench/alloc.py``, which alternates
+processes with each setting: late steps 1% faster, early ones unchanged). The price:
+up to 1 GiB freed in one step stays mapped for the next. Setting the trim threshold
+alone is worse than the defaults: it also freezes the mmap threshold at 128 KiB, and
+every activation then gets fresh pages (220,000 faults per step).
 
 No effect (and no error) where the C library has no ``mallopt``.
+
+The garbage collector: compiling an architecture makes about 14,000 container objects
+(fx nodes, IR dicts and tuples), so with Python's defaults (a young collection every 700,
+and every hundredth one a full collection over all 280,000 objects that importing torch
+leaves) collections took 10 of every 34 ms of compiling in a training process, and a
+collection started by the compile thread holds the lock the training step needs between
+its kernels. ``calm_gc`` freezes the objects alive at start-up (``gc.freeze``: collections
+no longer visit them) and starts a young collection every 20,000 new objects: 24 ms per
+architecture (``bench/compile.py``). Reference cycles (fx graphs have them) are still
+collected, a little later.
 """
 
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import gc
 
 _M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4  # glibc <malloc.h>
 TRIM_THRESHOLD = 1 << 30
+GC_THRESHOLD = 20_000
 
 
 def keep_freed_memory() -> bool:
@@ -39,3 +52,12 @@ def keep_freed_memory() -> bool:
         return False
     mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
     return bool(mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD)) and bool(mallopt(_M_MMAP_MAX, 0))
+
+
+def calm_gc() -> None:
+    """Collects once, freezes every object alive now out of the collector's reach, and
+    makes young collections rarer (``GC_THRESHOLD`` new objects instead of 700)."""
+    gc.collect()
+    gc.freeze()
+    _, middle, old = gc.get_threshold()
+    gc.set_threshold(GC_THRESHOLD, middle, old)

@@ -261,6 +261,7 @@ def cmd_search(args: argparse.Namespace) -> int:
 
     _check_counts(args)
     alloc.keep_freed_memory()
+    alloc.calm_gc()
     cfg = _search_config(args)
     out = Path(args.out)
     try:
@@ -292,6 +293,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from smashc.runtime import alloc, search
 
     alloc.keep_freed_memory()
+    alloc.calm_gc()
     cfg = _search_config(args)
     out = Path(args.out)
     try:
@@ -413,6 +415,7 @@ def cmd_experiment(args: argparse.Namespace) -> int:
     from smashc.runtime import alloc, experiments, search
 
     alloc.keep_freed_memory()
+    alloc.calm_gc()
     run, show = {
         "correlation": (experiments.run_correlation, _print_correlation),
         "low-budget": (experiments.run_correlation, _print_correlation),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Callable
 from pathlib import Path
 
@@ -13,3 +14,14 @@ from support import check_golden
 def golden() -> Callable[[Path, str], None]:
     """``golden(path, actual)``: compare with, or (SMASHC_UPDATE_GOLDENS=1) rewrite, a golden."""
     return check_golden
+
+
+@pytest.fixture(autouse=True)
+def _restore_gc():
+    """Commands run in-process call ``runtime.alloc.calm_gc``, which is meant for a whole
+    process (it freezes the objects alive and raises the collection threshold): undone
+    after each test, so the test process keeps collecting as usual."""
+    threshold = gc.get_threshold()
+    yield
+    gc.unfreeze()
+    gc.set_threshold(*threshold)

@@ -401,3 +401,16 @@ def test_copy_digraph_is_networkx_copy(path):
     assert g.nodes[u]["payload"] is not None
     fast.remove_node(v)
     assert v in g and g.has_edge(u, v) and not fast.has_edge(u, v)
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.stem)
+def test_copy_digraph_of_some_nodes_is_the_networkx_subgraph_copy(path):
+    g = lower(expand(load_file(path))).graph
+    keep = set(list(g)[::3]) | set(list(g)[1::5])
+    fast, slow = copy_digraph(g, keep), g.subgraph(keep).copy()
+    assert dict(fast.nodes(data=True)) == dict(slow.nodes(data=True))
+    assert sorted(fast.edges(data="index")) == sorted(slow.edges(data="index"))
+    assert fast.number_of_edges() > 0
+    for n in fast:
+        assert dict(fast.pred[n]) == dict(slow.pred[n])
+        assert dict(fast.succ[n]) == dict(slow.succ[n])
