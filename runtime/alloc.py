@@ -23,12 +23,13 @@ No effect (and no error) where the C library has no ``mallopt``.
 The garbage collector: compiling an architecture makes about 14,000 container objects
 (fx nodes, IR dicts and tuples), so with Python's defaults (a young collection every 700,
 and every hundredth one a full collection over all 280,000 objects that importing torch
-leaves) collections took 10 of every 34 ms of compiling in a training process, and a
+leaves) collections took 6-10 of every 33 ms of compiling in a training process, and a
 collection started by the compile thread holds the lock the training step needs between
 its kernels. ``calm_gc`` freezes the objects alive at start-up (``gc.freeze``: collections
-no longer visit them) and starts a young collection every 20,000 new objects: 24 ms per
-architecture (``bench/compile.py``). Reference cycles (fx graphs have them) are still
-collected, a little later.
+no longer visit them) and starts a young collection every 20,000 new objects: 26.9 ms
+per late architecture on average instead of 33.1 (``bench/compile.py --archs 100``), and
+prefetched compilation costs a step half as much. Reference cycles (fx graphs have them)
+are still collected, a little later.
 """
 
 from __future__ import annotations
