@@ -4,8 +4,10 @@ the JSON line ``bench/run.py`` reads from each."""
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -27,6 +29,27 @@ def source_at(rev: str, path: str) -> str:
         return (ROOT / path).read_text(encoding="utf-8")
     show = ["git", "-C", str(ROOT), "show", f"{rev}:{path}"]
     return subprocess.run(show, check=True, capture_output=True, text=True).stdout
+
+
+def module_at(rev: str, path: str, name: str, into: Path, edit: Callable[[str], str] = str):
+    """The module ``path`` of git revision ``rev`` (``.``: the working tree), imported under
+    ``name`` from a copy written into ``into``, its text passed through ``edit`` first."""
+    copy = into / f"{name}.py"
+    copy.write_text(edit(source_at(rev, path)), encoding="utf-8")
+    spec = importlib.util.spec_from_file_location(name, copy)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[name] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def revisions_parser(doc: str, *, progress: float, archs: int) -> argparse.ArgumentParser:
+    """``parser(doc)`` with the git revisions to compare, ``--progress`` and ``--archs``."""
+    ap = parser(doc)
+    ap.add_argument("revs", nargs="+", metavar="REV", help="git revision; . is the working tree")
+    ap.add_argument("--progress", type=float, default=progress, help="0: early, 1: late")
+    ap.add_argument("--archs", type=int, default=archs)
+    return ap
 
 
 def parser(doc: str, *, device: bool = False) -> argparse.ArgumentParser:

@@ -14,13 +14,11 @@ per revision; use the same revision twice for an A/A check.
 
 from __future__ import annotations
 
-import importlib.util
 import statistics
-import sys
 import tempfile
 from pathlib import Path
 
-from _common import emit, parse, parser, smash_trainer, source_at
+from _common import emit, module_at, parse, revisions_parser, smash_trainer
 
 from smashc.backends.fxrun import GraphRunner
 from smashc.runtime.sampler import Sampler, SearchSpace
@@ -30,16 +28,12 @@ FILES = ("kernels", "hyperfx")
 
 def load(rev: str, tag: str, into: Path):
     """The revision's hyperfx module, importing that revision's kernels."""
-    for name in FILES:
-        text = source_at(rev, f"smashc/backends/{name}.py")
-        own = f"import kernels_{tag} as kernels"
-        text = text.replace("from smashc.backends import kernels", own)
-        (into / f"{name}_{tag}.py").write_text(text, encoding="utf-8")
-    for name in FILES:
-        spec = importlib.util.spec_from_file_location(f"{name}_{tag}", into / f"{name}_{tag}.py")
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules[spec.name] = mod
-        spec.loader.exec_module(mod)
+    own = f"import kernels_{tag} as kernels"
+    for name in FILES:  # kernels first: hyperfx imports it
+        mod = module_at(
+            rev, f"smashc/backends/{name}.py", f"{name}_{tag}", into,
+            lambda text: text.replace("from smashc.backends import kernels", own),
+        )  # fmt: skip
     return mod
 
 
@@ -71,11 +65,7 @@ def run(revs: list[str], progress: float, archs: int) -> dict[str, float]:
 
 
 def main() -> None:
-    ap = parser(__doc__)
-    ap.add_argument("revs", nargs="+", metavar="REV", help="git revision; . is the working tree")
-    ap.add_argument("--progress", type=float, default=0.0, help="0: early architectures, 1: late")
-    ap.add_argument("--archs", type=int, default=8)
-    args = parse(ap)
+    args = parse(revisions_parser(__doc__, progress=0.0, archs=8))
     res = run(args.revs, args.progress, args.archs)
     print(f"mean SMASH step, progress {args.progress}, {args.archs} architectures x 2 steps:")
     for name, t in res.items():

@@ -12,35 +12,24 @@ revision.
 
 from __future__ import annotations
 
-import importlib.util
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
-from _common import emit, parse, parser, source_at
+from _common import emit, module_at, parse, revisions_parser
 
 from smashc.runtime.oneshot import OneShot
 from smashc.runtime.sampler import Sampler, SearchSpace
-
-
-def load(rev: str, tag: str, into: Path):
-    path = into / f"hypernet_{tag}.py"
-    path.write_text(source_at(rev, "runtime/hypernet.py"), encoding="utf-8")
-    spec = importlib.util.spec_from_file_location(f"hypernet_{tag}", path)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod
-    spec.loader.exec_module(mod)
-    return mod
 
 
 def run(revs: list[str], progress: float, archs: int) -> dict[str, float]:
     space = SearchSpace(max_bottleneck=1)
     model = OneShot(space)
     with tempfile.TemporaryDirectory() as tmp:
-        mods = [load(rev, f"r{i}", Path(tmp)) for i, rev in enumerate(revs)]
+        path, into = "runtime/hypernet.py", Path(tmp)
+        mods = [module_at(rev, path, f"hypernet_r{i}", into) for i, rev in enumerate(revs)]
     nets = [mod.HyperNet(model.cfg) for mod in mods]
     for net in nets:
         net.load_state_dict(nets[0].state_dict())
@@ -66,11 +55,7 @@ def run(revs: list[str], progress: float, archs: int) -> dict[str, float]:
 
 
 def main() -> None:
-    ap = parser(__doc__)
-    ap.add_argument("revs", nargs="+", metavar="REV", help="git revision; . is the working tree")
-    ap.add_argument("--progress", type=float, default=1.0, help="0: early architectures, 1: late")
-    ap.add_argument("--archs", type=int, default=6)
-    args = parse(ap)
+    args = parse(revisions_parser(__doc__, progress=1.0, archs=6))
     res = run(args.revs, args.progress, args.archs)
     print(f"HyperNet forward + backward, progress {args.progress}, {args.archs} architectures x 3:")
     for name, t in res.items():
