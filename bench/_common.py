@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F  # noqa: N812
 
-from smashc.runtime.alloc import calm_gc, keep_freed_memory
+from smashc.runtime.alloc import tune_process
 from smashc.runtime.oneshot import OneShot
 from smashc.runtime.sampler import SearchSpace
 
@@ -69,8 +69,7 @@ def parse(ap: argparse.ArgumentParser) -> argparse.Namespace:
     (``runtime.alloc``)."""
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    keep_freed_memory()
-    calm_gc()
+    tune_process()
     return args
 
 

@@ -62,3 +62,10 @@ def calm_gc() -> None:
     gc.freeze()
     _, middle, old = gc.get_threshold()
     gc.set_threshold(GC_THRESHOLD, middle, old)
+
+
+def tune_process() -> None:
+    """Both settings, as ``smashc search``, ``train`` and ``experiment`` (and the benches)
+    start."""
+    keep_freed_memory()
+    calm_gc()

@@ -260,8 +260,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     from smashc.runtime import alloc, search
 
     _check_counts(args)
-    alloc.keep_freed_memory()
-    alloc.calm_gc()
+    alloc.tune_process()
     cfg = _search_config(args)
     out = Path(args.out)
     try:
@@ -292,8 +291,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     from smashc.runtime import alloc, search
 
-    alloc.keep_freed_memory()
-    alloc.calm_gc()
+    alloc.tune_process()
     cfg = _search_config(args)
     out = Path(args.out)
     try:
@@ -414,8 +412,7 @@ def cmd_experiment(args: argparse.Namespace) -> int:
 
     from smashc.runtime import alloc, experiments, search
 
-    alloc.keep_freed_memory()
-    alloc.calm_gc()
+    alloc.tune_process()
     run, show = {
         "correlation": (experiments.run_correlation, _print_correlation),
         "low-budget": (experiments.run_correlation, _print_correlation),
