@@ -25,6 +25,17 @@ def py_name(node_id: str) -> str:
     return name if not name[0].isdigit() else f"n_{name}"
 
 
+def node(graph: fx.Graph, op: str, target, args, name: str) -> fx.Node:
+    """``graph.create_node(op, target, tuple(args), {}, name=name)``, with the arguments set
+    on the new node instead: ``create_node`` walks them with pytree looking for symbolic
+    ints, which these backends never emit, at 8 us a node, a third of building the graph
+    that the training loop builds for every sampled architecture (``bench/compile.py``)."""
+    n = graph.create_node(op, target, (), {}, name=name)
+    if args:
+        n.args = tuple(args)
+    return n
+
+
 def emit_act(graph: fx.Graph, kind: str, slope: float, x: fx.Node, name: str) -> fx.Node:
     """An activation node (none for identity), shared by both fx backends."""
     if kind == "identity":
@@ -32,7 +43,7 @@ def emit_act(graph: fx.Graph, kind: str, slope: float, x: fx.Node, name: str) ->
     fn, args = {"relu": (F.relu, (x,)), "relu6": (F.relu6, (x,))}.get(
         kind, (F.leaky_relu, (x, slope))
     )
-    return graph.create_node("call_function", fn, args, {}, name=name)
+    return node(graph, "call_function", fn, args, name)
 
 
 def emit_grid(graph: fx.Graph, op: arch.SmashOp, b: fx.Node, name: str, conv) -> fx.Node:
@@ -46,7 +57,7 @@ def emit_grid(graph: fx.Graph, op: arch.SmashOp, b: fx.Node, name: str, conv) ->
                 y = emit_act(graph, c.act, 0.01, y, f"{name}_c{pos}_{c.act}")
             y = conv(pos, c, y)
         if total is not None:
-            y = graph.create_node("call_function", operator.add, (total, y), {}, name=f"{name}_sum")
+            y = node(graph, "call_function", operator.add, (total, y), f"{name}_sum")
         total = y
     assert total is not None, "a smash op has at least c0"
     return total
@@ -65,8 +76,8 @@ class _Builder:
         self.x: fx.Node | None = None
         self.names: set[str] = {"x"}
 
-    def node(self, op: str, target, args, name: str, kwargs=None) -> fx.Node:
-        return self.graph.create_node(op, target, tuple(args), kwargs or {}, name=name)
+    def node(self, op: str, target, args, name: str) -> fx.Node:
+        return node(self.graph, op, target, args, name)
 
     def unique(self, name: str) -> str:
         """``name``, suffixed if another IR id already mapped to it (``a.0conv`` vs ``a_0conv``)."""

@@ -26,7 +26,7 @@ from torch import fx, nn
 from smashc import arch
 from smashc.backends import kernels
 from smashc.backends.encoding import Encoding, EncodingConfig, encode
-from smashc.backends.fx import class_name, emit_act, emit_grid, py_name
+from smashc.backends.fx import class_name, emit_act, emit_grid, node, py_name
 from smashc.ir.graph import IRGraph
 from smashc.ir.nodes import Add, BankVersion, Concat, Input, OpNode, Output, Slice
 
@@ -72,8 +72,8 @@ class _HyperBuilder:
         self.graph = fx.Graph()
         self.attrs: dict[str, fx.Node] = {}
 
-    def call(self, fn, args, name: str, kwargs=None) -> fx.Node:
-        return self.graph.create_node("call_function", fn, tuple(args), kwargs or {}, name=name)
+    def call(self, fn, args, name: str) -> fx.Node:
+        return node(self.graph, "call_function", fn, args, name)
 
     def attr(self, target: str, name: str) -> fx.Node:
         """One get_attr node per target, named at its first use (fewer nodes, faster codegen)."""
