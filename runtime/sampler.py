@@ -8,6 +8,8 @@ far and adding into banks chosen with a preference for few extra writes.
 
 from __future__ import annotations
 
+import bisect
+import functools
 import math
 from dataclasses import dataclass, field
 
@@ -70,6 +72,16 @@ class SearchSpace:
         )
 
 
+@functools.cache
+def _write_cdf(n: int) -> tuple[float, ...]:
+    """The cumulative distribution ``Generator.choice(n, p=p)`` draws from for the
+    ``exp(-extra)`` preference over ``n`` counts of extra writes, computed as it computes it."""
+    p = np.exp(-np.arange(n))
+    cdf = (p / p.sum()).cumsum()
+    cdf /= cdf[-1]
+    return tuple(cdf.tolist())
+
+
 @dataclass
 class Sampler:
     """Draws architectures; ``progress`` in [0, 1] drives the annealing (1 = fully annealed)."""
@@ -86,6 +98,18 @@ class Sampler:
     def set_state(self, state: dict) -> None:
         self.rng.bit_generator.state = state
 
+    # ``rng.choice`` costs 9-13 us a call (it converts and checks its arguments), a third of
+    # sampling an architecture. These two make the draws it makes (the same integer, the
+    # same uniform number), so every seed still gives the same architectures;
+    # ``tests/test_runtime.py`` compares them with ``rng.choice``.
+    def _pick(self, options: tuple):
+        """``rng.choice(options)``."""
+        return options[int(self.rng.integers(0, len(options)))]
+
+    def _extra_writes(self, n: int) -> int:
+        """``rng.choice(n, p=exp(-arange(n)) / sum)``."""
+        return bisect.bisect_right(_write_cdf(n), self.rng.random())
+
     def _anneal(self, progress: float) -> tuple[float, int]:
         t = min(1.0, max(0.0, 2 * progress))  # annealed over the first half
         sp = self.space
@@ -95,9 +119,10 @@ class Sampler:
 
     def _conv(self, max_kernel: int) -> arch.SmashConv:
         rng, sp = self.rng, self.space
-        ks = [int(rng.choice(range(3, max_kernel + 1, 2))) for _ in range(2)]
+        kernels = tuple(range(3, max_kernel + 1, 2))
+        ks = [self._pick(kernels) for _ in range(2)]
         dil = [int(rng.integers(1, min(sp.max_dilation, 4 - (k - 1) // 2) + 1)) for k in ks]
-        groups = int(rng.choice([2**i for i in range(int(math.log2(sp.max_groups)) + 1)]))
+        groups = self._pick(tuple(2**i for i in range(int(math.log2(sp.max_groups)) + 1)))
         return arch.SmashConv((ks[0], ks[1]), (dil[0], dil[1]), groups)
 
     def _op(self, reads: int, bank_size: int, max_kernel: int) -> arch.SmashOp:
@@ -133,9 +158,7 @@ class Sampler:
             op = self._op(n_reads, bank_size, max_kernel)
             chunks = op.out // width
             most = n_banks  # every bank, written or the next empty ones
-            extra = np.arange(most - chunks + 1)
-            p = np.exp(-extra)
-            n_writes = chunks + int(rng.choice(len(extra), p=p / p.sum()))
+            n_writes = chunks + self._extra_writes(most - chunks + 1)
             pool = min(n_banks, written + n_writes)
             chosen = sorted(int(t) for t in rng.choice(pool, n_writes, replace=False))
             new = [t for t in chosen if t >= written]  # empty banks are filled in order

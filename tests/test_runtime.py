@@ -176,6 +176,20 @@ def test_sampler_state_restores_the_stream():
     assert text_of(sampler.sample_arch(0.7)) == first
 
 
+@pytest.mark.parametrize("seed", [0, 7])
+def test_sampler_draws_are_numpy_choice_draws(seed):
+    """The sampler's fast draws give what ``Generator.choice`` gives on the same stream, so
+    a seed means the same architectures as when the sampler called ``choice``."""
+    fast, ref = Sampler(SMALL, seed), np.random.default_rng(seed)
+    for n in range(1, 40):
+        options = tuple(range(3, 2 * (n % 5) + 4, 2))
+        assert fast._pick(options) == options[int(ref.choice(len(options)))]
+        assert fast._pick(options) == int(ref.choice(options))
+        p = np.exp(-np.arange(n % 9 + 1))
+        assert fast._extra_writes(n % 9 + 1) == int(ref.choice(n % 9 + 1, p=p / p.sum()))
+    assert fast.rng.random() == ref.random()  # both streams consumed the same numbers
+
+
 def convs_of(net: arch.Network) -> list[arch.SmashConv]:
     return [c for _, _, op in smash_ops(net) for c in op.convs if c is not None]
 
