@@ -14,6 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import networkx as nx
 import pytest
 import torch
 
@@ -23,7 +24,7 @@ from smashc.diagnostics import SmashError
 from smashc.frontend.expand import expand
 from smashc.frontend.loader import load_file, load_text
 from smashc.ir import IRGraph, dump, lower
-from smashc.ir.graph import copy_digraph, graph_operands
+from smashc.ir.graph import add_node, copy_digraph, graph_operands
 from smashc.ir.nodes import BankVersion, Concat, OpNode
 from smashc.passes import run_pipeline
 from smashc.runtime.interpreter import WeightStore, run_ir, run_network
@@ -414,3 +415,32 @@ def test_copy_digraph_of_some_nodes_is_the_networkx_subgraph_copy(path):
     for n in fast:
         assert dict(fast.pred[n]) == dict(slow.pred[n])
         assert dict(fast.succ[n]) == dict(slow.succ[n])
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.stem)
+def test_lowering_builds_what_networkx_would(path):
+    """``add_node`` writes the adjacency dicts directly: the same graph as rebuilding the
+    lowered one with networkx's add_node and add_edge, and one that networkx can rewrite."""
+    g = lower(expand(load_file(path))).graph
+    slow = nx.DiGraph()
+    for n, data in g.nodes(data=True):
+        slow.add_node(n, **data)
+        for src in graph_operands(g, n):
+            slow.add_edge(src, n, **g.edges[src, n])
+    assert list(g.nodes(data=True)) == list(slow.nodes(data=True))
+    assert list(g.edges(data=True)) == list(slow.edges(data=True))
+    for n in g:
+        assert list(g.pred[n].items()) == list(slow.pred[n].items())
+    u, v = next(iter(g.edges))
+    g.remove_node(u)
+    assert u not in g.pred[v] and not g.has_edge(u, v)
+
+
+def test_add_node_refuses_duplicates_and_unknown_operands():
+    g = nx.DiGraph()
+    add_node(g, "a", None, [])
+    with pytest.raises(ValueError, match="duplicate"):
+        add_node(g, "a", None, [])
+    with pytest.raises(ValueError, match="not in the graph"):
+        add_node(g, "b", None, ["a", "c"])
+    assert list(g) == ["a"]

@@ -359,11 +359,12 @@ class _Encoder:
 
 def _slice_banks(reads: tuple[int, ...], width: int, slice_width: int) -> list[tuple[int, ...]]:
     """For each slice of the concatenated reads: the banks its channels come from, in order."""
-    owner = [r for r in reads for _ in range(width)]
+    total = len(reads) * width
     out = []
-    for start in range(0, len(owner), slice_width):
+    for start in range(0, total, slice_width):
+        first, last = start // width, (min(start + slice_width, total) - 1) // width
         banks: list[int] = []
-        for r in owner[start : start + slice_width]:
+        for r in reads[first : last + 1]:
             if not banks or banks[-1] != r:
                 banks.append(r)
         out.append(tuple(banks))

@@ -118,6 +118,17 @@ class IRGraph:
         return iter(self._order)
 
     @functools.cached_property
+    def _by_stage(self) -> dict[str | None, list[str]]:
+        groups: dict[str | None, list[str]] = {}
+        for n in self._order:
+            groups.setdefault(getattr(self.payload(n), "stage", None), []).append(n)
+        return groups
+
+    def stage_nodes(self, name: str) -> list[str]:
+        """The nodes of stage ``name`` (whose payload's ``stage`` is it), in ``nodes()`` order."""
+        return list(self._by_stage.get(name, ()))
+
+    @functools.cached_property
     def _stages(self) -> dict[str, StageInfo]:
         return {s.name: s for s in self.stages}
 
@@ -143,7 +154,19 @@ class IRGraph:
         return dataclasses.replace(self, graph=graph, **changes)
 
     def replace(self, **changes) -> IRGraph:
-        return dataclasses.replace(self, **changes)
+        """A copy with ``changes``; it keeps the queries this one cached about the fields
+        that did not change (after infer-shapes, every later pass would otherwise order
+        and index the same graph again)."""
+        new = dataclasses.replace(self, **changes)
+        for name, source in (
+            ("_operands", "graph"),
+            ("_order", "graph"),
+            ("_by_stage", "graph"),
+            ("_stages", "stages"),
+        ):
+            if name in self.__dict__ and source not in changes:
+                new.__dict__[name] = self.__dict__[name]
+        return new
 
     def copy_graph(self) -> nx.DiGraph:
         return copy_digraph(self.graph)
@@ -175,10 +198,19 @@ def graph_operands(g: nx.DiGraph, node: str) -> list[str]:
 
 
 def add_node(g: nx.DiGraph, node: str, payload: Payload, operands: list[str], kind="data") -> str:
-    """Adds ``node`` with ``operands`` wired in order; returns the id."""
-    if node in g:
+    """Adds ``node`` with ``operands`` (nodes already in ``g``) wired in order; returns the id.
+
+    Writes the adjacency dicts as ``add_node`` and ``add_edge`` would, at a third of their
+    cost (lowering adds some 600 nodes for each architecture the training loop samples);
+    ``tests/test_ir.py`` compares the result with networkx's."""
+    if node in g._node:
         raise ValueError(f"duplicate IR node id {node!r}")
-    g.add_node(node, payload=payload)
+    missing = [src for src in operands if src not in g._node]
+    if missing:
+        raise ValueError(f"IR node {node!r} has operands not in the graph: {missing}")
+    g._node[node] = {"payload": payload}
+    g._succ[node] = {}  # _adj is the same dict as _succ
+    g._pred[node] = pred = {}
     for i, src in enumerate(operands):
-        g.add_edge(src, node, index=i, kind=kind)
+        pred[src] = g._succ[src][node] = {"index": i, "kind": kind}
     return node

@@ -30,10 +30,8 @@ def layer_accesses(ir: IRGraph, block: str) -> list[LayerAccess]:
     info = ir.stage(block)
     members: dict[str, list[str]] = {name: [] for name in info.layers}
     versions: list[str] = []
-    for n in ir.nodes():
+    for n in ir.stage_nodes(block):
         p = ir.payload(n)
-        if getattr(p, "stage", None) != block:
-            continue
         if isinstance(p, BankVersion):
             versions.append(n)
         elif getattr(p, "layer", None) in members:
