@@ -7,6 +7,7 @@ into ``_``, so ``gm.code`` reads like the .smash source (``stage1_l0_0conv``).
 
 from __future__ import annotations
 
+import functools
 import operator
 import re
 
@@ -19,6 +20,7 @@ from smashc.ir.graph import IRGraph
 from smashc.ir.nodes import Add, BankVersion, Concat, Input, OpNode, Output, Slice
 
 
+@functools.lru_cache(maxsize=1 << 16)  # sampled networks reuse the same few hundred ids
 def py_name(node_id: str) -> str:
     """A Python identifier for an IR node id (``stage1_l0.0conv`` -> ``stage1_l0_0conv``)."""
     name = re.sub(r"\W", "_", node_id)
