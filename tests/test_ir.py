@@ -444,3 +444,23 @@ def test_add_node_refuses_duplicates_and_unknown_operands():
     with pytest.raises(ValueError, match="not in the graph"):
         add_node(g, "b", None, ["a", "c"])
     assert list(g) == ["a"]
+
+
+def _smallest_topological_order(g: nx.DiGraph) -> list[str]:
+    created = {n: i for i, n in enumerate(g)}
+    return list(nx.lexicographical_topological_sort(g, key=created.__getitem__))
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.stem)
+def test_node_order_is_the_smallest_topological_order(path):
+    """``nodes()`` is networkx's lexicographical topological sort keyed by creation, both
+    when the creation order is topological (lowered and rewritten graphs) and when it is
+    not (the same graph with its nodes created in reverse)."""
+    ir = lower(expand(load_file(path)))
+    for g in (ir.graph, run_pipeline(ir).ir.graph):
+        assert list(ir.with_graph(g).nodes()) == _smallest_topological_order(g)
+        backwards = nx.DiGraph()
+        backwards.add_nodes_from(reversed(list(g.nodes(data=True))))
+        backwards.add_edges_from(g.edges(data=True))
+        order = list(ir.with_graph(backwards).nodes())
+        assert order == _smallest_topological_order(backwards) != list(backwards)

@@ -88,9 +88,14 @@ class IRGraph:
         # Kahn's algorithm with a heap of creation indices: the same order as networkx's
         # lexicographical_topological_sort keyed by creation, several times faster (the
         # training loop compiles an architecture per step).
-        names = list(self.graph.nodes)
+        names = list(self.graph._node)
         index = {n: i for i, n in enumerate(names)}
         succ = self.graph._succ
+        # Lowering creates every node after its operands and the passes only rewire a node
+        # to earlier ones, so the creation order is normally topological, and then it is
+        # the smallest such order: checking that costs a third of the sort.
+        if all(index[m] > i for i, n in enumerate(names) for m in succ[n]):
+            return tuple(names)
         indegree = [0] * len(names)
         for n in names:
             for m in succ[n]:
