@@ -72,6 +72,9 @@ def table(r: dict, quick: bool) -> str:
                 f"{m[p]:.3f}" for p in ("sample", "compile", "hypernet", "forward", "backward")
             )
             rows.append((f"SMASH step {when}, bottleneck {label} (s)", f"{m['step']:.3f}", split))
+            rows.append(
+                (f"  first run on the architecture {when} (s)", f"{m['fresh']:.3f}", "as trained")
+            )
         for when, cost in s[key]["compile_cost"].items():
             rows.append(
                 (

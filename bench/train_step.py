@@ -7,7 +7,12 @@ CIFAR-shaped synthetic batches (3x32x32, 100 classes), the default SearchSpace a
 "early" samples at progress 0 (3x3 kernels, small budgets), "late" at progress 1 (kernels
 up to 7x7). Compile = the whole pipeline: AST -> expansion -> IR -> passes -> encoding -> fx.
 Each sampled architecture's step runs twice and the faster one counts: these machines'
-noise comes in bursts of seconds. The figures are medians over the architectures.
+noise comes in bursts of seconds. The figures are medians over the architectures. "First
+run" is the step as training meets it: the first one on an architecture never run before,
+which pays oneDNN's kernel builds for the conv shapes not in its cache (10-20% of a step
+here; oneDNN caches 1,024 kernels, and a larger cache, tried through
+ONEDNN_PRIMITIVE_CACHE_CAPACITY, gained nothing measurable and grew memory by ~17 MB per
+late architecture).
 
 Two workloads: our default space (bottlenecks up to 128 channels) and the reference's
 effective work (``max_bottleneck=1``: bottlenecks cut to 64, as the reference's 64-column
@@ -60,7 +65,8 @@ def measure(
     opt = torch.optim.Adam(model.parameters(), lr=1e-3, betas=(0.5, 0.999), eps=1e-4)
     x = torch.randn(batch, *space.input, device=device)
     y = torch.randint(0, space.classes, (batch,), device=device)
-    times: dict[str, list[float]] = {p: [] for p in PHASES + ("step", "gflop", "hypernet_fb")}
+    extra = ("step", "fresh", "gflop", "hypernet_fb")
+    times: dict[str, list[float]] = {p: [] for p in PHASES + extra}
 
     def sync() -> float:
         if device.type == "cuda":
@@ -74,6 +80,7 @@ def measure(
         compiled = model.compile(module)
         t2 = sync()
         best: list[float] = []
+        runs: list[float] = []
         for _ in range(2):  # the faster of two steps on it: these machines' noise is bursty
             t = [sync()]
             weights = model.generated(compiled)
@@ -86,6 +93,7 @@ def measure(
             t.append(sync())
             opt.step()
             t.append(sync())
+            runs.append(t[-1] - t[0])
             if not best or t[-1] - t[0] < best[-1] - best[0]:
                 best = t
         if i == 0:
@@ -94,6 +102,9 @@ def measure(
         for name, a, b in zip(PHASES, marks[:-1], marks[1:], strict=True):
             times[name].append(b - a)
         times["step"].append(marks[-1] - t0)
+        # as training runs it: the first step on an architecture never run before, which
+        # also pays for oneDNN's kernels for conv shapes not in its cache
+        times["fresh"].append(t2 - t0 + runs[0])
         # the HyperNet's own forward + backward (its backward is part of the step's backward)
         c = compiled.enc.tensor.to(device)
         t = sync()
@@ -184,6 +195,7 @@ def main() -> None:
         print(f"{'phase':<22} {'early':>8} {'late':>8}")
         for name in PHASES + ("step",):
             print(f"{name + ' (s)':<22} {early[name]:>8.3f} {late[name]:>8.3f}")
+        print(f"{'step, first run (s)':<22} {early['fresh']:>8.3f} {late['fresh']:>8.3f}")
         print(
             f"{'HyperNet fwd+bwd (s)':<22} {early['hypernet_fb']:>8.3f} {late['hypernet_fb']:>8.3f}"
         )
