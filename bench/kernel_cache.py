@@ -7,8 +7,8 @@ Each size runs in its own process (oneDNN reads ONEDNN_PRIMITIVE_CACHE_CAPACITY 
 builds its first kernel), the sizes alternating over ``--rounds``. A process steps
 ``--warm`` + ``--timed`` freshly sampled architectures once each, as training does
 (reference-sized work: bottlenecks up to 64, batch 50), and reports the mean step of the
-last ``--timed`` and its resident memory before and after them. 1,024 is oneDNN's default;
-``runtime.alloc.cache_conv_kernels`` sets 16,384 for the commands.
+last ``--timed`` and its resident memory before and after them. 1,024 is oneDNN's default,
+which the commands keep: see docs/search.md, "oneDNN's kernel cache".
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from smashc.runtime.sampler import Sampler, SearchSpace
 def child(progress: float, warm: int, timed: int, threads: int) -> None:
     """One process's measurement, printed as ``mean_s rss_before_mib rss_after_mib``."""
     torch.set_num_threads(threads)
-    tune_process()  # keeps the size this process was started with
+    tune_process()
     space = SearchSpace(max_bottleneck=1)
     model, step = smash_trainer(space)
 

@@ -1,19 +1,5 @@
-"""Process settings for training: oneDNN keeps the conv kernels it builds, glibc malloc
-keeps freed memory for the next step's tensors, and Python's cyclic garbage collector
-leaves the objects of the imports alone.
-
-oneDNN builds (JIT-compiles) a kernel for every conv shape, direction and layout reorder
-it meets and keeps the last 1,024 in a cache. Every SMASH step samples a new
-architecture: about 200 kernels for the network's convs and 50 for the HyperNet's (whose
-width is the architecture's slice count), so with that cache they are built again step
-after step, though the shapes recur (about 950 distinct conv configurations early in
-training, 3,200 late, over 2,000 sampled architectures). ``cache_conv_kernels`` raises
-the cache to 16,384 entries: steps on architectures never run before, after 100 of them,
-0.65 -> 0.56 s early and 1.36 -> 1.25 s late (``bench/kernel_cache.py``, reference-sized
-work). The price is memory: the kept kernels took 0.8 GB after 140 early architectures
-and 2.3 GB after 180 late ones, bounded by the 16,384 entries. A smaller cache of 4,096
-or 8,192 gained nothing measurable. Set ONEDNN_PRIMITIVE_CACHE_CAPACITY yourself to
-choose another trade-off; oneDNN reads it when it builds its first kernel.
+"""Process settings for training: glibc malloc keeps freed memory for the next step's
+tensors, and Python's cyclic garbage collector leaves the objects of the imports alone.
 
 A training step allocates and frees hundreds of activation-sized tensors. With glibc's
 defaults the heap's top is returned to the kernel as soon as 128 KiB-256 KiB of it are
@@ -51,22 +37,10 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import gc
-import os
 
 _M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4  # glibc <malloc.h>
 TRIM_THRESHOLD = 1 << 30
 GC_THRESHOLD = 20_000
-KERNEL_CACHE = 16_384
-_KERNEL_CACHE_VARS = ("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "DNNL_PRIMITIVE_CACHE_CAPACITY")
-
-
-def cache_conv_kernels() -> bool:
-    """Sets oneDNN's kernel cache to ``KERNEL_CACHE`` entries unless the environment already
-    chose a size; whether it set it. Takes effect only before the process's first conv."""
-    if any(v in os.environ for v in _KERNEL_CACHE_VARS):
-        return False
-    os.environ[_KERNEL_CACHE_VARS[0]] = str(KERNEL_CACHE)
-    return True
 
 
 def keep_freed_memory() -> bool:
@@ -91,8 +65,7 @@ def calm_gc() -> None:
 
 
 def tune_process() -> None:
-    """The three settings, as ``smashc search``, ``train`` and ``experiment`` (and the
-    benches) start."""
-    cache_conv_kernels()
+    """Both settings, as ``smashc search``, ``train`` and ``experiment`` (and the benches)
+    start."""
     keep_freed_memory()
     calm_gc()
