@@ -9,10 +9,9 @@ up to 7x7). Compile = the whole pipeline: AST -> expansion -> IR -> passes -> en
 Each sampled architecture's step runs twice and the faster one counts: these machines'
 noise comes in bursts of seconds. The figures are medians over the architectures. "First
 run" is the step as training meets it: the first one on an architecture never run before,
-which pays oneDNN's kernel builds for the conv shapes not in its cache (10-20% of a step
-here; oneDNN caches 1,024 kernels, and a larger cache, tried through
-ONEDNN_PRIMITIVE_CACHE_CAPACITY, gained nothing measurable and grew memory by ~17 MB per
-late architecture).
+which pays oneDNN's kernel builds for the conv shapes not in its cache and finds nothing
+of the architecture in the CPU caches (10-25% slower than the faster of two; see
+docs/search.md, "oneDNN's kernel cache", for why a larger kernel cache is not the cure).
 
 Two workloads: our default space (bottlenecks up to 128 channels) and the reference's
 effective work (``max_bottleneck=1``: bottlenecks cut to 64, as the reference's 64-column
