@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F  # noqa: N812
 
+from smashc.runtime import precision
 from smashc.runtime.alloc import tune_process
 from smashc.runtime.oneshot import OneShot
 from smashc.runtime.sampler import SearchSpace
@@ -54,11 +55,17 @@ def revisions_parser(doc: str, *, progress: float, archs: int) -> argparse.Argum
 
 def parser(doc: str, *, device: bool = False) -> argparse.ArgumentParser:
     """An argument parser described by the first line of ``doc``, with ``--threads``,
-    ``--json`` and, with ``device``, ``--device``."""
+    ``--json`` and, with ``device``, ``--device`` and ``--precision``."""
     ap = argparse.ArgumentParser(description=doc.splitlines()[0])
     ap.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
     if device:
         ap.add_argument("--device", default="cpu")
+        ap.add_argument(
+            "--precision",
+            choices=precision.CHOICES,
+            default="auto",
+            help="fp32, or bf16 autocast; auto: as smashc search picks it for the device",
+        )
     ap.add_argument("--json", action="store_true", help="also print the figures as one JSON line")
     return ap
 
@@ -69,6 +76,8 @@ def parse(ap: argparse.ArgumentParser) -> argparse.Namespace:
     (``runtime.alloc``)."""
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    if "precision" in args:
+        args.precision = precision.resolve(args.precision, torch.device(args.device))
     tune_process()
     return args
 
@@ -80,11 +89,15 @@ def emit(args: argparse.Namespace, figures) -> None:
 
 
 def smash_trainer(
-    space: SearchSpace, batch: int = 50, device: torch.device | None = None
+    space: SearchSpace,
+    batch: int = 50,
+    device: torch.device | None = None,
+    prec: str = "fp32",
 ) -> tuple[OneShot, Callable]:
     """A OneShot model on ``space`` with the reference's Adam and one synthetic batch, and
     ``step(net, compiled)``: the seconds of one SMASH training step of ``net`` (the
-    compiled architecture's network, or another build of it) on that batch."""
+    compiled architecture's network, or another build of it) on that batch, its forward
+    in precision ``prec`` (resolved: fp32 or bf16)."""
     device = device or torch.device("cpu")
     model = OneShot(space).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3, betas=(0.5, 0.999), eps=1e-4)
@@ -94,7 +107,8 @@ def smash_trainer(
     def step(net, compiled) -> float:
         start = time.perf_counter()
         net.train()
-        loss = F.cross_entropy(net(x, model.generated(compiled)), y)
+        with precision.autocast(prec, device):
+            loss = F.cross_entropy(net(x, model.generated(compiled)), y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

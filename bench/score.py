@@ -1,6 +1,7 @@
 """Seconds to score one architecture (SMASH error with generated weights) on 5,000 images.
 
-    python bench/score.py [--images 5000] [--batch 50] [--archs 3] [--device cpu] [--json]
+    python bench/score.py [--images 5000] [--batch 50] [--archs 3] [--device cpu]
+                          [--precision auto] [--json]
 
 Default search space, CIFAR-shaped synthetic validation images, fully annealed samples, for
 our default space (bottlenecks up to 128) and the reference's effective work (up to 64; see
@@ -16,18 +17,19 @@ import torch
 from _common import emit, parse, parser
 
 from smashc import report
+from smashc.runtime import precision
 from smashc.runtime.oneshot import OneShot
 from smashc.runtime.sampler import Sampler, SearchSpace
 
 
-def measure(space: SearchSpace, images: int, batch: int, archs: int, device) -> dict:
+def measure(space: SearchSpace, images: int, batch: int, archs: int, device, prec: str) -> dict:
     model = OneShot(space).to(device).eval()
     x = torch.randn(images, *space.input)
     times, rates = [], []
     for i in range(archs):
         start = time.perf_counter()
         compiled = model.compile(Sampler(space, seed=2000 + i).sample(1.0))
-        with torch.no_grad():
+        with torch.no_grad(), precision.autocast(prec, device):
             weights = model.generated(compiled)
             compiled.net.eval()
             for k in range(0, images, batch):
@@ -46,13 +48,15 @@ def main() -> None:
     ap.add_argument("--archs", type=int, default=3)
     args = parse(ap)
     device = torch.device(args.device)
-    results = {}
+    results: dict = {"precision": args.precision}
     for label, mb in (("default space, bottlenecks <= 128", 2), ("reference's work, <= 64", 1)):
-        r = measure(SearchSpace(max_bottleneck=mb), args.images, args.batch, args.archs, device)
+        space = SearchSpace(max_bottleneck=mb)
+        r = measure(space, args.images, args.batch, args.archs, device, args.precision)
         results[f"bottleneck{64 * mb}"] = r
         each = ", ".join(f"{t:.1f}" for t in r["each"])
         print(
-            f"score one architecture on {args.images} images ({device}, batch {args.batch}, "
+            f"score one architecture on {args.images} images ({device}, {args.precision}, "
+            f"batch {args.batch}, "
             f"{label}): median {r['seconds']:.1f} s over {args.archs} ({each}), "
             f"{r['gflops']:.0f} GFLOP/s"
         )

@@ -36,21 +36,25 @@ import torch.nn.functional as F  # noqa: N812
 from _common import emit, parse, parser, smash_trainer
 
 from smashc import report
+from smashc.runtime import precision
 from smashc.runtime.oneshot import OneShot
 from smashc.runtime.sampler import Sampler, SearchSpace
 
 PHASES = ("sample", "compile", "hypernet", "forward", "backward", "optimiser")
 
 
-def conv_peak(device: torch.device) -> float:
-    """GFLOP/s of a large dense 3x3 conv, forward + backward: this machine's practical peak."""
+def conv_peak(device: torch.device, prec: str) -> float:
+    """GFLOP/s of a large dense 3x3 conv, forward + backward, in precision ``prec``: this
+    machine's practical peak."""
     x = torch.randn(50, 128, 16, 16, device=device, requires_grad=True)
     w = torch.randn(128, 128, 3, 3, device=device, requires_grad=True)
     flop = 3 * 2 * 50 * 16 * 16 * 128 * 128 * 9
     best = float("inf")
     for _ in range(6):
         t0 = time.perf_counter()
-        F.conv2d(x, w, padding=1).sum().backward()
+        with precision.autocast(prec, device):
+            y = F.conv2d(x, w, padding=1).sum()
+        y.backward()
         if device.type == "cuda":
             torch.cuda.synchronize()
         best = min(best, time.perf_counter() - t0)
@@ -58,7 +62,7 @@ def conv_peak(device: torch.device) -> float:
 
 
 def measure(
-    space: SearchSpace, progress: float, steps: int, batch: int, device: torch.device
+    space: SearchSpace, progress: float, steps: int, batch: int, device: torch.device, prec: str
 ) -> dict[str, float]:
     model = OneShot(space).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3, betas=(0.5, 0.999), eps=1e-4)
@@ -82,11 +86,12 @@ def measure(
         runs: list[float] = []
         for _ in range(2):  # the faster of two steps on it: these machines' noise is bursty
             t = [sync()]
-            weights = model.generated(compiled)
-            t.append(sync())
-            compiled.net.train()
-            loss = F.cross_entropy(compiled.net(x, weights), y)
-            t.append(sync())
+            with precision.autocast(prec, device):
+                weights = model.generated(compiled)
+                t.append(sync())
+                compiled.net.train()
+                loss = F.cross_entropy(compiled.net(x, weights), y)
+                t.append(sync())
             opt.zero_grad(set_to_none=True)
             loss.backward()
             t.append(sync())
@@ -107,7 +112,9 @@ def measure(
         # the HyperNet's own forward + backward (its backward is part of the step's backward)
         c = compiled.enc.tensor.to(device)
         t = sync()
-        model.hypernet(c).sum().backward()
+        with precision.autocast(prec, device):
+            h = model.hypernet(c).sum()
+        h.backward()
         times["hypernet_fb"].append(sync() - t)
         opt.zero_grad(set_to_none=True)
         # forward + backward (input and weight gradients) = 3x the forward's 2 * MACs
@@ -119,7 +126,7 @@ COMPILE_MODES = ("precompiled", "prefetched", "inline")
 
 
 def compile_cost(
-    space: SearchSpace, progress: float, blocks: int, batch: int, device: torch.device
+    space: SearchSpace, progress: float, blocks: int, batch: int, device: torch.device, prec: str
 ) -> dict:
     """What compiling costs a step: steps whose architecture was compiled beforehand
     (untimed), compiled in a background thread while the previous step ran (as
@@ -127,7 +134,7 @@ def compile_cost(
     compiled and stepped once untimed first (oneDNN builds its kernels on a conv shape's
     first use), then every mode runs the block, in an order that rotates between blocks.
     A mode's first step in a block is not counted (nothing was prefetched before it)."""
-    model, step = smash_trainer(space, batch, device)
+    model, step = smash_trainer(space, batch, device, prec)
     pool = ThreadPoolExecutor(1)
 
     def compile_one(seed: int):
@@ -175,18 +182,18 @@ def main() -> None:
     ap.add_argument("--blocks", type=int, default=3, help="of 4 architectures, compile cost")
     args = parse(ap)
     device = torch.device(args.device)
-    peak = conv_peak(device)
+    peak = conv_peak(device, args.precision)
     print(
-        f"SMASH step, batch {args.batch}, {device}, {args.threads} threads, median of "
-        f"{args.steps}; dense conv peak {peak:.0f} GFLOP/s"
+        f"SMASH step, batch {args.batch}, {device}, {args.precision}, {args.threads} threads, "
+        f"median of {args.steps}; dense conv peak {peak:.0f} GFLOP/s"
     )
-    results: dict = {"peak_gflops": peak}
+    results: dict = {"peak_gflops": peak, "precision": args.precision}
     for label, mb in (("default space, bottlenecks <= 128", 2), ("reference's work, <= 64", 1)):
         space = SearchSpace(max_bottleneck=mb)
-        early = measure(space, 0.0, args.steps, args.batch, device)
-        late = measure(space, 1.0, args.steps, args.batch, device)
+        early = measure(space, 0.0, args.steps, args.batch, device, args.precision)
+        late = measure(space, 1.0, args.steps, args.batch, device, args.precision)
         cost = {
-            when: compile_cost(space, progress, args.blocks, args.batch, device)
+            when: compile_cost(space, progress, args.blocks, args.batch, device, args.precision)
             for when, progress in (("early", 0.0), ("late", 1.0))
         }
         results[f"bottleneck{64 * mb}"] = {"early": early, "late": late, "compile_cost": cost}

@@ -29,6 +29,7 @@ from smashc import arch, report
 from smashc.diagnostics import SmashError, Span, error
 from smashc.frontend import ast
 from smashc.frontend.printer import module as print_module
+from smashc.runtime import precision
 from smashc.runtime.data import Batches, Dataset, Subset, split
 from smashc.runtime.hypernet import HyperNetConfig
 from smashc.runtime.oneshot import Compiled, OneShot
@@ -81,6 +82,7 @@ class SearchConfig:
     data_dir: str | None = None
     seed: int = 0
     device: str = "auto"
+    precision: str = "auto"  # fp32, bf16 (autocast) or auto (runtime.precision)
     val_size: int = 5000
     space: SearchSpace = field(default_factory=SearchSpace)
     hypernet: HyperNetConfig = field(default_factory=HyperNetConfig)
@@ -140,6 +142,16 @@ def resolve_device(name: str) -> torch.device:
         span = Span("<command line>", 1, 1, 1, 1)
         raise SmashError([error("E0704", "--device cuda: no CUDA device is available", span)])
     return torch.device(name)
+
+
+def run_precision(name: str, device: torch.device, resumed: Path | None = None) -> str:
+    """``name`` resolved for ``device`` (``runtime.precision``); ``auto`` in a resumed run
+    takes the precision its ``config.json`` recorded, so it goes on computing as it began."""
+    if name == "auto" and resumed is not None and (resumed / "config.json").is_file():
+        stored = json.loads((resumed / "config.json").read_text(encoding="utf-8"))
+        if stored.get("precision") in ("fp32", "bf16"):
+            return stored["precision"]
+    return precision.resolve(name, device)
 
 
 def _seed(*parts: int) -> int:
@@ -272,8 +284,9 @@ def train_smash(
                 gen = torch.Generator(device="cpu").manual_seed(_seed(cfg.seed, 3, g))
                 c = compiled.enc.tensor
                 z = torch.randn(1, 1, *c.shape[2:], generator=gen).to(device)
-                logits = model(x, compiled, z)
-                loss = F.cross_entropy(logits, y)
+                with precision.autocast(cfg.precision, device):
+                    logits = model(x, compiled, z)
+                    loss = F.cross_entropy(logits, y)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
@@ -327,7 +340,9 @@ def _bn_buffers(model: OneShot) -> list[torch.Tensor]:
 
 
 @torch.no_grad()
-def recalibrate_bn(model: OneShot, compiled: Compiled, weights, batches: Batches) -> None:
+def recalibrate_bn(
+    model: OneShot, compiled: Compiled, weights, batches: Batches, prec: str = "fp32"
+) -> None:
     """Replaces the shared BN statistics by this architecture's own, averaged over every
     batch of ``batches`` (the reference shares one set across all sampled architectures)."""
     for bn in (*model.shared.transition_bn, model.shared.head_bn):
@@ -336,7 +351,8 @@ def recalibrate_bn(model: OneShot, compiled: Compiled, weights, batches: Batches
     compiled.net.train()
     for k, (x, _) in enumerate(batches.epoch(0)):
         compiled.net.bn_momentum = 1.0 / (k + 1)  # a running mean over the batches
-        compiled.net(x, weights)
+        with precision.autocast(prec, x.device):
+            compiled.net(x, weights)
     compiled.net.bn_momentum = momentum
     compiled.net.eval()
 
@@ -348,22 +364,27 @@ def smash_error(
     batches: Batches,
     zs: list[torch.Tensor],
     calibration: Batches | None = None,
+    prec: str = "fp32",
 ) -> float:
     """Top-1 validation error of ``compiled`` with generated weights, averaged over the noise
     samples ``zs``; with ``calibration``, BN statistics are first recomputed for each sample
-    on those batches (the shared statistics are restored afterwards)."""
+    on those batches (the shared statistics are restored afterwards). Forward passes in
+    precision ``prec`` (``runtime.precision``)."""
     model.eval()
     saved = [b.clone() for b in _bn_buffers(model)] if calibration is not None else []
     errors = []
     try:
         for z in zs:
-            weights = model.generated(compiled, z)
+            with precision.autocast(prec, z.device):
+                weights = model.generated(compiled, z)
             if calibration is not None:
-                recalibrate_bn(model, compiled, weights, calibration)
+                recalibrate_bn(model, compiled, weights, calibration, prec)
             compiled.net.eval()
             wrong = total = 0
             for x, y in batches.epoch(0):
-                wrong += (compiled.net(x, weights).argmax(1) != y).sum().item()
+                with precision.autocast(prec, x.device):
+                    logits = compiled.net(x, weights)
+                wrong += (logits.argmax(1) != y).sum().item()
                 total += len(y)
             errors.append(wrong / max(total, 1))
     finally:
@@ -387,7 +408,7 @@ def score_one(
     gen = torch.Generator().manual_seed(_seed(cfg.seed, 4, index))
     shape = (1, 1, *compiled.enc.tensor.shape[2:])
     zs = [torch.randn(shape, generator=gen).to(device) for _ in range(cfg.score.z_samples)]
-    err = smash_error(model, compiled, batches, zs, calibration)
+    err = smash_error(model, compiled, batches, zs, calibration, cfg.precision)
     params, macs = report.totals(compiled.ir)
     return Scored(index, source, err, params, macs, print_module(module))
 
@@ -618,6 +639,8 @@ def _histogram(errors: list[float], path: Path) -> None:
 
 @torch.no_grad()
 def evaluate(model: torch.nn.Module, batches: Batches) -> tuple[float, float]:
+    """Loss and accuracy in float32, as the exported model computes them by default
+    (whatever precision it was trained in)."""
     model.eval()
     loss = correct = total = 0.0
     for x, y in batches.epoch(0):
@@ -701,8 +724,9 @@ def train_final(
             unit="batch",
             dynamic_ncols=True,
         ):
-            logits = model(x)
-            loss = F.cross_entropy(logits, y)
+            with precision.autocast(cfg.precision, device):
+                logits = model(x)
+                loss = F.cross_entropy(logits, y)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -729,6 +753,7 @@ def train_final(
         "params": params,
         "macs": macs,
         "epochs": fc.epochs,
+        "trained_in": precision.resolve(cfg.precision, device),  # evaluated in fp32
     }
     (out / "final.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     (out / "architecture.smash").write_text(source, encoding="utf-8")
@@ -779,6 +804,7 @@ def search(cfg: SearchConfig, out: Path, resume: bool = False, final: bool = Tru
     """HyperNet training, scoring, ranking, refinement and (unless ``final`` is False) the
     final training of the winner. Returns a summary with the paths of the main outputs."""
     device = resolve_device(cfg.device)
+    cfg = replace(cfg, precision=run_precision(cfg.precision, device, out if resume else None))
     cfg, ds, train, val = prepare(cfg)
     out.mkdir(parents=True, exist_ok=True)
     if not resume:  # a fresh run never reuses another run's results

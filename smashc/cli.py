@@ -216,12 +216,14 @@ def cmd_visualize(args: argparse.Namespace) -> int:
 
 
 def _run_overrides(args: argparse.Namespace) -> dict:
-    """The flags every run command shares (dataset, data dir, seed, device) that were given."""
+    """The flags every run command shares (dataset, data dir, seed, device, precision) that
+    were given."""
     pairs = (
         ("dataset", args.dataset),
         ("data_dir", args.data_dir),
         ("seed", args.seed),
         ("device", args.device),
+        ("precision", args.precision),
     )
     return {k: v for k, v in pairs if v is not None}
 
@@ -287,6 +289,7 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from dataclasses import replace
     from pathlib import Path
 
     from smashc.runtime import alloc, search
@@ -298,6 +301,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         name, text = read_source(args.file)
         expand(load_file(args.file))  # located errors before any data is loaded
         device = search.resolve_device(cfg.device)
+        cfg = replace(cfg, precision=search.run_precision(cfg.precision, device))
         cfg, ds, train, val = search.prepare(cfg)
         result = search.train_final(text, cfg, ds, train, val, out, device, file=name)
     except SmashError as exc:
@@ -523,6 +527,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--data-dir", help="folder with the dataset files")
     run.add_argument("--seed", type=int)
     run.add_argument("--device", choices=("cpu", "cuda", "auto"))
+    run.add_argument(
+        "--precision",
+        choices=("auto", "fp32", "bf16"),
+        help="forward passes in float32 or in bfloat16 autocast (default auto: bf16 where the "
+        "CPU or GPU computes it natively)",
+    )
 
     scoring = _ArgumentParser(add_help=False)
     scoring.add_argument(

@@ -29,6 +29,7 @@ import torch
 from smashc.cli import main
 from smashc.frontend.expand import expand
 from smashc.frontend.loader import load_file
+from smashc.runtime import precision
 
 ROOT = Path(__file__).resolve().parent.parent
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
@@ -81,6 +82,7 @@ def test_smoke_search_writes_the_documented_outputs(smoke):
     out, proc = smoke
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["dataset"] == "synthetic"
+    assert cfg["precision"] == precision.resolve("auto", torch.device("cpu"))  # resolved
     assert cfg["space"]["input"] == [3, 16, 16] and cfg["space"]["classes"] == 10
     archs, refine = cfg["score"]["archs"], cfg["score"]["refine"]
     assert (archs, refine) == (4, 2)
@@ -111,6 +113,7 @@ def test_smoke_search_writes_the_documented_outputs(smoke):
     assert 0 <= final["test_acc"] <= 1
     assert final["test_error"] == pytest.approx(1 - final["test_acc"])
     assert final["params"] > 0 and final["macs"] > 0 and final["epochs"] == 1
+    assert final["trained_in"] == cfg["precision"]
     assert (out / "final" / "architecture.smash").read_text() == best
     assert {p.name for p in (out / "final" / "model").iterdir()} >= {
         "__init__.py",
@@ -356,10 +359,12 @@ def test_train_command_trains_and_exports(smoke, tmp_path):
     shutil.copyfile(smoke[0] / "top" / "rank1.smash", arch)
     out = tmp_path / "trained"
     proc = ok(
-        smashc("train", arch, "--preset", "smoke", "--epochs", "1", "--lr", "0.02", "--out", out)
-    )
+        smashc("train", arch, "--preset", "smoke", "--epochs", "1", "--lr", "0.02", "--out", out,
+               "--precision", "fp32")
+    )  # fmt: skip
     final = json.loads((out / "final.json").read_text())
     assert 0 <= final["test_acc"] <= 1 and final["epochs"] == 1
+    assert final["trained_in"] == "fp32"
     assert f"test accuracy {final['test_acc']:.4f}" in proc.stdout
     assert len(jsonl(out / "final.jsonl")) == 1
     assert (out / "curves.png").stat().st_size > 0

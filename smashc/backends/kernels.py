@@ -65,9 +65,7 @@ class _DilatedConv(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, w, padding, dilation, groups):
-        x = x.contiguous(memory_format=_CL)
-        w = w.contiguous(memory_format=_CL)
-        ctx.save_for_backward(x, w)
+        ctx.save_for_backward(x, w)  # both channels-last, in the conv's dtype (``conv2d``)
         ctx.conf = (padding, dilation, groups)
         return F.conv2d(x, w, None, 1, padding, dilation, groups)
 
@@ -103,13 +101,21 @@ def conv2d(
     gradient needs "same" padding, which every SMASH conv has."""
     if x.device.type != "cpu":
         return F.conv2d(x, w, None, 1, padding, dilation, groups)
+    x, w = _cl(x), _cl(w)
     (kh, kw), (dh, dw) = w.shape[2:], dilation
     if dilation != (1, 1) and tuple(padding) == ((kh - 1) // 2 * dh, (kw - 1) // 2 * dw):
         return _DilatedConv.apply(x, w, padding, dilation, groups)
-    return F.conv2d(
-        x.contiguous(memory_format=_CL), w.contiguous(memory_format=_CL),
-        None, 1, padding, dilation, groups,
-    )  # fmt: skip
+    return F.conv2d(x, w, None, 1, padding, dilation, groups)
+
+
+def _cl(t: torch.Tensor) -> torch.Tensor:
+    """``t`` channels-last, and cast as autocast casts a conv's operands where it is on (not
+    float64): one copy at most. (Autocast would cast again after a layout copy, and does
+    not reach into ``_DilatedConv``, whose backward needs its saved operands in the dtype
+    of the output gradient.)"""
+    if torch.is_autocast_enabled("cpu") and t.dtype != torch.float64:
+        return t.to(torch.get_autocast_dtype("cpu"), memory_format=_CL)
+    return t.contiguous(memory_format=_CL)
 
 
 def bottleneck(x: torch.Tensor, w: list[torch.Tensor], slot: int, cin: int) -> torch.Tensor:
@@ -137,9 +143,10 @@ class _Crops(torch.autograd.Function):
     @staticmethod
     def forward(ctx, bank, boxes):
         ctx.set_materialize_grads(False)
-        ctx.shape, ctx.boxes = bank.shape, boxes
-        fmt = _CL if bank.device.type == "cpu" else torch.contiguous_format
-        return tuple(bank[_window(box)].contiguous(memory_format=fmt) for box in boxes)
+        ctx.shape, ctx.dtype, ctx.boxes = bank.shape, bank.dtype, boxes
+        if bank.device.type == "cpu":
+            return tuple(_cl(bank[_window(box)]) for box in boxes)
+        return tuple(bank[_window(box)].contiguous() for box in boxes)
 
     @staticmethod
     def backward(ctx, *grads):
@@ -147,7 +154,7 @@ class _Crops(torch.autograd.Function):
         for box, gk in zip(ctx.boxes, grads, strict=True):
             if gk is not None:
                 if g is None:
-                    g = gk.new_zeros(ctx.shape)
+                    g = gk.new_zeros(ctx.shape, dtype=ctx.dtype)
                 g[_window(box)] += gk
         return g, None
 
