@@ -30,7 +30,7 @@ from smashc.frontend.flatten import to_module
 from smashc.frontend.loader import load_text
 from smashc.runtime import search
 from smashc.runtime.data import Batches
-from smashc.runtime.hypernet import HyperNet, HyperNetConfig
+from smashc.runtime.hypernet import WIDTH_STEP, HyperNet, HyperNetConfig
 from smashc.runtime.oneshot import Compiled, OneShot
 from smashc.runtime.sampler import Sampler, SearchSpace
 
@@ -295,15 +295,18 @@ def _hypernet_as_described(hyper: HyperNet, c: torch.Tensor, z: torch.Tensor) ->
     return conv(hyper.out, act(x))
 
 
-def test_hypernet_computes_the_described_function_and_its_gradients():
-    # float64: activating each feature once, not the whole concatenation per layer, changes
-    # nothing
+@pytest.mark.parametrize("width", [None, 1, WIDTH_STEP - 1, WIDTH_STEP, WIDTH_STEP + 1])
+def test_hypernet_computes_the_described_function_and_its_gradients(width):
+    """float64: activating each feature once, not the whole concatenation per layer, and
+    running on c padded to a multiple of WIDTH_STEP slices, change nothing. ``width``: a
+    random c of that many slices (None: a sampled architecture's)."""
     space = SMALL
     torch.manual_seed(0)
     hyper = HyperNet(space.encoding(), HyperNetConfig(stem_channels=5, blocks=(3, 2), growth=6))
     hyper = hyper.double()
-    enc = model_for(space).compile(Sampler(space, 4).sample(1.0)).enc
-    c = enc.tensor.double()
+    c = model_for(space).compile(Sampler(space, 4).sample(1.0)).enc.tensor.double()
+    if width is not None:
+        c = torch.randint(0, 2, (*c.shape[:3], width)).double() * 2 - 1
     z = torch.randn(1, 1, *c.shape[2:], dtype=torch.float64)
     gy = torch.randn(hyper(c, z).shape, dtype=torch.float64)
     params = list(hyper.parameters())
