@@ -1,7 +1,7 @@
 """SMASH steps on architectures never run before, by the size of oneDNN's kernel cache.
 
     python bench/kernel_cache.py [--progress 0] [--warm 100] [--timed 40] [--rounds 2]
-                                 [--sizes 1024,16384]
+                                 [--sizes 1024,16384] [--precision auto]
 
 Each size runs in its own process (oneDNN reads ONEDNN_PRIMITIVE_CACHE_CAPACITY when it
 builds its first kernel), the sizes alternating over ``--rounds``. A process steps
@@ -22,16 +22,18 @@ import sys
 import torch
 from _common import emit, parser, smash_trainer
 
+from smashc.runtime import precision
 from smashc.runtime.alloc import tune_process
 from smashc.runtime.sampler import Sampler, SearchSpace
 
 
-def child(progress: float, warm: int, timed: int, threads: int) -> None:
+def child(progress: float, warm: int, timed: int, threads: int, prec: str) -> None:
     """One process's measurement, printed as ``mean_s rss_before_mib rss_after_mib``."""
     torch.set_num_threads(threads)
     tune_process()
     space = SearchSpace(max_bottleneck=1)
-    model, step = smash_trainer(space)
+    cpu = torch.device("cpu")
+    model, step = smash_trainer(space, 50, cpu, precision.resolve(prec, cpu))
 
     def rss() -> int:
         with open("/proc/self/statm") as f:
@@ -55,10 +57,11 @@ def main() -> None:
     ap.add_argument("--timed", type=int, default=40)
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--sizes", default="1024,16384")
+    ap.add_argument("--precision", choices=precision.CHOICES, default="auto")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
-        child(args.progress, args.warm, args.timed, args.threads)
+        child(args.progress, args.warm, args.timed, args.threads, args.precision)
         return
     sizes = [int(s) for s in args.sizes.split(",")]
     runs: dict[int, list[tuple[float, int, int]]] = {s: [] for s in sizes}
@@ -67,7 +70,7 @@ def main() -> None:
             env = {**os.environ, "ONEDNN_PRIMITIVE_CACHE_CAPACITY": str(size)}
             cmd = [sys.executable, __file__, "--child", "--progress", str(args.progress),
                    "--warm", str(args.warm), "--timed", str(args.timed),
-                   "--threads", str(args.threads)]  # fmt: skip
+                   "--threads", str(args.threads), "--precision", args.precision]  # fmt: skip
             out = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True)
             mean, before, after = out.stdout.split()
             runs[size].append((float(mean), int(before), int(after)))
