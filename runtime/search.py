@@ -340,9 +340,7 @@ def _bn_buffers(model: OneShot) -> list[torch.Tensor]:
 
 
 @torch.no_grad()
-def recalibrate_bn(
-    model: OneShot, compiled: Compiled, weights, batches: Batches, prec: str = "fp32"
-) -> None:
+def recalibrate_bn(model: OneShot, compiled: Compiled, weights, batches: Batches) -> None:
     """Replaces the shared BN statistics by this architecture's own, averaged over every
     batch of ``batches`` (the reference shares one set across all sampled architectures)."""
     for bn in (*model.shared.transition_bn, model.shared.head_bn):
@@ -351,8 +349,7 @@ def recalibrate_bn(
     compiled.net.train()
     for k, (x, _) in enumerate(batches.epoch(0)):
         compiled.net.bn_momentum = 1.0 / (k + 1)  # a running mean over the batches
-        with precision.autocast(prec, x.device):
-            compiled.net(x, weights)
+        compiled.net(x, weights)
     compiled.net.bn_momentum = momentum
     compiled.net.eval()
 
@@ -377,15 +374,13 @@ def smash_error(
         for z in zs:
             with precision.autocast(prec, z.device):
                 weights = model.generated(compiled, z)
-            if calibration is not None:
-                recalibrate_bn(model, compiled, weights, calibration, prec)
-            compiled.net.eval()
-            wrong = total = 0
-            for x, y in batches.epoch(0):
-                with precision.autocast(prec, x.device):
-                    logits = compiled.net(x, weights)
-                wrong += (logits.argmax(1) != y).sum().item()
-                total += len(y)
+                if calibration is not None:
+                    recalibrate_bn(model, compiled, weights, calibration)
+                compiled.net.eval()
+                wrong = total = 0
+                for x, y in batches.epoch(0):
+                    wrong += (compiled.net(x, weights).argmax(1) != y).sum().item()
+                    total += len(y)
             errors.append(wrong / max(total, 1))
     finally:
         for b, old in zip(_bn_buffers(model), saved, strict=False):
