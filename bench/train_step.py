@@ -179,7 +179,9 @@ def main() -> None:
     ap = parser(__doc__, device=True)
     ap.add_argument("--steps", type=int, default=6)
     ap.add_argument("--batch", type=int, default=50)
-    ap.add_argument("--blocks", type=int, default=3, help="of 4 architectures, compile cost")
+    ap.add_argument(
+        "--blocks", type=int, default=3, help="of 4 architectures, compile cost (0: skip it)"
+    )
     args = parse(ap)
     device = torch.device(args.device)
     peak = conv_peak(device, args.precision)
@@ -195,6 +197,7 @@ def main() -> None:
         cost = {
             when: compile_cost(space, progress, args.blocks, args.batch, device, args.precision)
             for when, progress in (("early", 0.0), ("late", 1.0))
+            if args.blocks
         }
         results[f"bottleneck{64 * mb}"] = {"early": early, "late": late, "compile_cost": cost}
         print(f"\n{label}")
