@@ -7,8 +7,9 @@ Each size runs in its own process (oneDNN reads ONEDNN_PRIMITIVE_CACHE_CAPACITY 
 builds its first kernel), the sizes alternating over ``--rounds``. A process steps
 ``--warm`` + ``--timed`` freshly sampled architectures once each, as training does
 (reference-sized work: bottlenecks up to 64, batch 50), and reports the mean step of the
-last ``--timed`` and its resident memory before and after them. 1,024 is oneDNN's default,
-which the commands keep: see docs/search.md, "oneDNN's kernel cache".
+last ``--timed`` and its resident memory before and after them. 1,024 is oneDNN's default;
+the commands set 16,384 (``runtime.alloc.cache_conv_kernels``; docs/search.md, "oneDNN's
+kernel cache").
 """
 
 from __future__ import annotations

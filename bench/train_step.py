@@ -10,8 +10,7 @@ Each sampled architecture's step runs twice and the faster one counts: these mac
 noise comes in bursts of seconds. The figures are medians over the architectures. "First
 run" is the step as training meets it: the first one on an architecture never run before,
 which pays oneDNN's kernel builds for the conv shapes not in its cache and finds nothing
-of the architecture in the CPU caches (10-25% slower than the faster of two; see
-docs/search.md, "oneDNN's kernel cache", for why a larger kernel cache is not the cure).
+of the architecture in the CPU caches (see docs/search.md, "oneDNN's kernel cache").
 
 Two workloads: our default space (bottlenecks up to 128 channels) and the reference's
 effective work (``max_bottleneck=1``: bottlenecks cut to 64, as the reference's 64-column

@@ -1,10 +1,12 @@
-"""``runtime.alloc``: glibc takes both malloc settings, a large tensor freed and allocated
-again reuses its pages, ``calm_gc`` freezes the start-up objects, and ``smashc search``
-sets all of it before it starts. (What they do to a training step's page faults and time
+"""``runtime.alloc``: oneDNN keeps more kernels when its cache size is set after torch is
+imported, glibc takes both malloc settings, a large tensor freed and allocated again reuses
+its pages, ``calm_gc`` freezes the start-up objects, and ``smashc search`` sets all of it
+before it starts. (What they do to a training step's page faults and time
 is measured by ``bench/alloc.py`` and ``bench/compile.py``: too noisy for a test.)"""
 
 from __future__ import annotations
 
+import os
 import platform
 import subprocess
 import sys
@@ -61,6 +63,36 @@ def test_calm_gc_freezes_the_start_up_objects_and_collects_less_often():
     assert int(frozen) > 10_000 and threshold == "True"  # torch alone leaves 100,000s
 
 
+# 1,100 conv shapes, more than oneDNN's default cache of 1,024 kernels, then the first
+# shape again: is its kernel still cached?
+_KERNELS = """
+import sys, torch, torch.nn.functional as F
+from smashc.runtime.alloc import cache_conv_kernels
+print("set", cache_conv_kernels(), flush=True)  # after importing torch, before any conv
+x = torch.randn(16, 8, 8, 8).contiguous(memory_format=torch.channels_last)
+for c in range(1, 1101):
+    F.conv2d(x, torch.randn(c, 8, 3, 3))
+print("again", flush=True)
+F.conv2d(x, torch.randn(1, 8, 3, 3))
+"""
+
+
+@pytest.mark.parametrize("preset", [None, "1024"])
+def test_the_kernel_cache_size_takes_effect_and_a_users_choice_wins(preset):
+    env = {k: v for k, v in os.environ.items() if "PRIMITIVE_CACHE" not in k}
+    env["ONEDNN_VERBOSE"] = "profile_create"  # prints every kernel built or found cached
+    if preset:
+        env["ONEDNN_PRIMITIVE_CACHE_CAPACITY"] = preset
+    out = subprocess.run(
+        [sys.executable, "-c", _KERNELS], check=True, capture_output=True, env=env
+    ).stdout.decode()
+    if "onednn_verbose" not in out:
+        pytest.skip("this torch build runs these convs without oneDNN")
+    assert f"set {preset is None}" in out
+    last = [ln for ln in out.split("again")[1].splitlines() if ",convolution," in ln]
+    assert last and all(("cache_hit" in ln) == (preset is None) for ln in last)
+
+
 class _Stop(Exception):
     pass
 
@@ -75,9 +107,10 @@ def test_smashc_search_sets_them_before_searching(monkeypatch, tmp_path):
         calls.append("search")
         raise _Stop
 
+    monkeypatch.setattr(alloc, "cache_conv_kernels", lambda: calls.append("kernels") or True)
     monkeypatch.setattr(alloc, "keep_freed_memory", lambda: calls.append("alloc") or True)
     monkeypatch.setattr(alloc, "calm_gc", lambda: calls.append("gc"))
     monkeypatch.setattr(search, "search", fake_search)
     with pytest.raises(_Stop):
         cli.main(["search", "--preset", "demo", "--out", str(tmp_path)])
-    assert calls == ["alloc", "gc", "search"]
+    assert calls == ["kernels", "alloc", "gc", "search"]
