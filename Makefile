@@ -43,7 +43,7 @@ examples: setup  ## check, compile, report and draw every bundled example into o
 test: setup  ## run the test suite (slow/gpu/train tests are skipped)
 	$(BIN)/python -m pytest -q
 
-bench: setup  ## benchmark table: compile throughput, SMASH step, scoring, ResNet-20 (~30 min)
+bench: setup  ## benchmark table: compile throughput, SMASH step and scoring (fp32, bf16, the reference re-enacted), ResNet-20 (~10 min)
 	$(BIN)/python bench/run.py
 
 lint: setup  ## ruff lint and format check
