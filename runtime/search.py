@@ -668,6 +668,7 @@ def train_final(
     """Trains one architecture normally; writes metrics, curves and the exported model.
 
     The architecture's input and classes must match the dataset's (SmashError otherwise)."""
+    from smashc.backends import kernels
     from smashc.backends.export import export_package
     from smashc.backends.fx import class_name, to_fx
     from smashc.frontend.loader import load_text
@@ -690,6 +691,7 @@ def train_final(
         )
         raise SmashError([error("E0704", msg, span)], program.sources)
     model = to_fx(ir).to(device)
+    net = kernels.fast_convs(model)  # trains and evaluates model's own parameters
     if fc.train_images is not None and fc.train_images < len(train):
         train = Subset(train.x[: fc.train_images], train.y[: fc.train_images])
     batches = Batches(
@@ -710,7 +712,7 @@ def train_final(
     )
     history = []
     for epoch in range(fc.epochs):
-        model.train()
+        net.train()
         run_loss = run_acc = n = 0.0
         for x, y in tqdm(
             batches.epoch(epoch),
@@ -720,7 +722,7 @@ def train_final(
             dynamic_ncols=True,
         ):
             with precision.autocast(cfg.precision, device):
-                logits = model(x)
+                logits = net(x)
                 loss = F.cross_entropy(logits, y)
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -729,7 +731,7 @@ def train_final(
             run_loss += loss.item()
             run_acc += (logits.argmax(1) == y).float().mean().item()
             n += 1
-        val_loss, val_acc = evaluate(model, val_batches)
+        val_loss, val_acc = evaluate(net, val_batches)
         rec = {
             "epoch": epoch + 1,
             "train_loss": run_loss / n,
@@ -739,7 +741,7 @@ def train_final(
         }
         history.append(rec)
         _append_jsonl(out / "final.jsonl", rec)
-    test_loss, test_acc = evaluate(model, test_batches)
+    test_loss, test_acc = evaluate(net, test_batches)
     params, macs = report.totals(ir)
     summary = {
         "test_acc": test_acc,

@@ -1,5 +1,6 @@
 """``backends.kernels.conv2d`` is ``F.conv2d``: same output and same gradients (float64),
-on every path it dispatches to and on sizes the dilation does not divide."""
+on every path it dispatches to and on sizes the dilation does not divide; ``fast_convs``
+runs a compiled free-weight network as the network itself does, on its own parameters."""
 
 from __future__ import annotations
 
@@ -101,3 +102,51 @@ def test_crops_match_slices_and_their_gradients():
     sum((got[k] * weights[k]).sum() for k in used).backward()
     sum((want[k] * weights[k]).sum() for k in used).backward()
     torch.testing.assert_close(b1.grad, b2.grad)
+
+
+_NET = """
+network fast {
+    input 2 x 12 x 12
+    classes 5
+    stem { conv(out=8, kernel=3) -> relu }
+    block b {
+        banks 4 x 4
+        layer l0 read 0, 1 write 2 = smash(out=4, bottleneck=8,
+            c0=conv(kernel=(3, 5), dilation=(2, 1), groups=2))
+        layer l1 read 0..2 write 1, 3 = smash(out=8, bottleneck=8,
+            c0=conv(kernel=5, dilation=2, groups=4))
+        layer l2 read 3 write 0 = smash(out=4, bottleneck=4, c0=conv(kernel=3))
+    }
+    transition { bn -> relu -> conv(out=8, kernel=1) -> avgpool(kernel=2) }
+    head { bn -> relu -> gap -> linear(out=5) }
+}
+"""
+
+
+def test_fast_convs_is_the_same_network_on_the_same_parameters():
+    from smashc.backends.fx import to_fx
+    from smashc.frontend.loader import load_text
+    from smashc.pipeline import compile_program
+
+    torch.manual_seed(0)
+    gm = to_fx(compile_program(load_text(_NET, "fast.smash")).ir).double()
+    fast = kernels.fast_convs(gm)
+    assert {id(p) for p in fast.parameters()} == {id(p) for p in gm.parameters()}
+    wrapped = [m for m in fast.modules() if type(m).__name__ == "_FastConv"]
+    assert len(wrapped) >= 6  # stem, bottlenecks, the ops' convs, the transition's conv
+    assert all(type(m) is not type(wrapped[0]) for m in gm.modules())  # gm keeps nn.Conv2d
+    x = torch.randn(3, 2, 12, 12, dtype=torch.float64)
+    outs, grads = [], []
+    for net in (gm, fast):
+        net.train()
+        out = net(x)
+        out.square().sum().backward()
+        outs.append(out.detach())
+        grads.append([p.grad.clone() for p in gm.parameters()])
+        gm.zero_grad()
+    torch.testing.assert_close(outs[1], outs[0])
+    for a, b in zip(grads[0], grads[1], strict=True):
+        torch.testing.assert_close(b, a)
+    with torch.no_grad():  # training the fast one trains gm
+        next(p for n, p in fast.named_parameters() if "conv" in n).add_(1.0)
+    assert not torch.equal(gm(x), outs[0])

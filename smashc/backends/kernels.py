@@ -32,6 +32,7 @@ import itertools
 
 import torch
 import torch.nn.functional as F  # noqa: N812
+from torch import fx, nn
 
 _CL = torch.channels_last
 
@@ -182,3 +183,38 @@ def shared_conv(
     kh, kw = w.shape[2:]
     pad = ((kh - 1) // 2 * dilation[0], (kw - 1) // 2 * dilation[1])
     return conv2d(x, w, pad, dilation, groups)
+
+
+class _FastConv(nn.Module):
+    """A stride-1, bias-free ``nn.Conv2d`` run through ``conv2d``, on the wrapped module's
+    own weight (so training one trains the other)."""
+
+    def __init__(self, conv: nn.Conv2d):
+        super().__init__()
+        self.conv = conv
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        c = self.conv
+        return conv2d(x, c.weight, c.padding, c.dilation, c.groups)
+
+
+def fast_convs(gm: fx.GraphModule) -> fx.GraphModule:
+    """``gm``'s graph on ``gm``'s own modules and parameters, its stride-1 bias-free convs
+    dispatched through ``conv2d`` (channels-last, the sub-image weight gradient for
+    dilated convs). The same function; ``gm`` itself, which ``smashc compile`` and the
+    exported package keep, is unchanged.
+
+    For the free-weight networks that ``smashc train`` trains: a Fashion-MNIST demo winner
+    with dilated and grouped convs trained 2.2-2.6x faster per step (fp32 176 -> 77 ms,
+    bf16 153 -> 59 ms, batch 64), one with few of them 1.2x (92 -> 78, 64 -> 52 ms)."""
+    root: dict[str, nn.Module] = {}
+    for node in gm.graph.nodes:
+        if node.op != "call_module":
+            continue
+        mod = gm.get_submodule(node.target)
+        plain = isinstance(mod, nn.Conv2d) and type(mod) is nn.Conv2d
+        if plain and mod.stride == (1, 1) and mod.bias is None and mod.padding_mode == "zeros":
+            if not isinstance(mod.padding, str):
+                mod = _FastConv(mod)
+        root[node.target] = mod
+    return fx.GraphModule(root, gm.graph, type(gm).__name__)
