@@ -755,7 +755,7 @@ def train_final(
     (out / "final.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     (out / "architecture.smash").write_text(source, encoding="utf-8")
     _curves(history, out / "curves.png")
-    export_package(model.cpu(), out / "model", class_name(ir.name), dump(ir))
+    export_package(model.eval().cpu(), out / "model", class_name(ir.name), dump(ir))
     return summary
 
 

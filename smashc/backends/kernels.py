@@ -1,5 +1,6 @@
 """The HyperNet backend's per-op kernels: the generated bottleneck, the shared conv and the
-crops of the shared weight bank it takes its weights from.
+crops of the shared weight bank it takes its weights from; and ``fast_convs``, which runs a
+free-weight network's convs through the same conv for training.
 
 One fx node each (instead of the four to six of their parts) keeps the graph small:
 building fx nodes is the largest part of compiling an architecture every step.
