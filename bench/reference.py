@@ -53,6 +53,7 @@ class Reference(torch.nn.Module):
     def __init__(self, space: SearchSpace, template: arch.Network):
         super().__init__()
         enc = space.encoding()
+        hypernet_module.WIDTH_STEP = 1  # the reference's HyperNet runs on c as it is
         self.hypernet = HyperNet(enc)
         self.channels = enc.channels
         nblocks = len(template.blocks)
@@ -85,7 +86,6 @@ class Reference(torch.nn.Module):
             for layer in b.layers
         )
         c = torch.ones(1, self.channels, 8, slices).neg_()
-        hypernet_module.WIDTH_STEP = 1  # the reference's HyperNet runs on c as it is
         h = self.hypernet(c)  # (1, 8 out x 16 in, 8 rows, S)
         return h.view(8, SLICE, 8, slices).permute(3, 1, 2, 0).reshape(SLICE * slices, 64)
 
