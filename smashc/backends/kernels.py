@@ -213,9 +213,13 @@ def fast_convs(gm: fx.GraphModule) -> fx.GraphModule:
         if node.op != "call_module":
             continue
         mod = gm.get_submodule(node.target)
-        plain = isinstance(mod, nn.Conv2d) and type(mod) is nn.Conv2d
-        if plain and mod.stride == (1, 1) and mod.bias is None and mod.padding_mode == "zeros":
-            if not isinstance(mod.padding, str):
-                mod = _FastConv(mod)
+        if (
+            type(mod) is nn.Conv2d
+            and mod.stride == (1, 1)
+            and mod.bias is None
+            and mod.padding_mode == "zeros"
+            and not isinstance(mod.padding, str)
+        ):
+            mod = _FastConv(mod)
         root[node.target] = mod
     return fx.GraphModule(root, gm.graph, type(gm).__name__)
