@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F  # noqa: N812
 
-from smashc.runtime import precision
+from smashc.runtime import precision, search
 from smashc.runtime.alloc import tune_process
 from smashc.runtime.oneshot import OneShot
 from smashc.runtime.sampler import SearchSpace
@@ -94,13 +94,13 @@ def smash_trainer(
     device: torch.device | None = None,
     prec: str = "fp32",
 ) -> tuple[OneShot, Callable]:
-    """A OneShot model on ``space`` with the reference's Adam and one synthetic batch, and
+    """A OneShot model on ``space`` with ``smashc search``'s Adam and one synthetic batch, and
     ``step(net, compiled)``: the seconds of one SMASH training step of ``net`` (the
     compiled architecture's network, or another build of it) on that batch, its forward
     in precision ``prec`` (resolved: fp32 or bf16)."""
     device = device or torch.device("cpu")
     model = OneShot(space).to(device)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3, betas=(0.5, 0.999), eps=1e-4)
+    opt = search.smash_optimizer(model, search.SmashTraining())
     x = torch.randn(batch, *space.input, device=device)
     y = torch.randint(0, space.classes, (batch,), device=device)
 

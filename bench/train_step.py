@@ -35,7 +35,7 @@ import torch.nn.functional as F  # noqa: N812
 from _common import emit, parse, parser, smash_trainer
 
 from smashc import report
-from smashc.runtime import precision
+from smashc.runtime import precision, search
 from smashc.runtime.oneshot import OneShot
 from smashc.runtime.sampler import Sampler, SearchSpace
 
@@ -64,7 +64,7 @@ def measure(
     space: SearchSpace, progress: float, steps: int, batch: int, device: torch.device, prec: str
 ) -> dict[str, float]:
     model = OneShot(space).to(device)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3, betas=(0.5, 0.999), eps=1e-4)
+    opt = search.smash_optimizer(model, search.SmashTraining())
     x = torch.randn(batch, *space.input, device=device)
     y = torch.randint(0, space.classes, (batch,), device=device)
     extra = ("step", "fresh", "gflop", "hypernet_fb")

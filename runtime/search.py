@@ -193,14 +193,20 @@ def _arch_for_step(space: SearchSpace, seed: int, step: int, progress: float) ->
     return Sampler(space, _seed(seed, 1, step)).sample(progress, name=f"step{step}")
 
 
-def train_smash(
-    cfg: SearchConfig, ds: Dataset, train: Subset, out: Path, resume: bool, device: torch.device
-) -> OneShot:
-    """Trains the HyperNet and shared weights on one sampled architecture per step."""
-    torch.manual_seed(_seed(cfg.seed, 0))
-    model = OneShot(cfg.space, cfg.hypernet).to(device)
-    t = cfg.train
-    opt = torch.optim.Adam(
+def fused(device: torch.device | str) -> bool:
+    """Whether torch's fused optimiser kernels run on ``device``."""
+    return torch.device(device).type in ("cpu", "cuda")
+
+
+def smash_optimizer(model: OneShot, t: SmashTraining) -> torch.optim.Adam:
+    """The reference's Adam, weight decay on the shared weights only.
+
+    Fused: one kernel over every parameter instead of some ten ops per tensor, the same
+    update; 0.7 ms per step instead of 2.8 for the reference-sized model's 66 tensors on
+    2 cores (``bench/optim.py``).
+    """
+    device = next(model.parameters()).device
+    return torch.optim.Adam(
         [
             {"params": model.shared.parameters(), "weight_decay": t.weight_decay},
             {"params": model.hypernet.parameters(), "weight_decay": 0.0},
@@ -208,7 +214,31 @@ def train_smash(
         lr=t.lr,
         betas=t.betas,
         eps=t.eps,
+        fused=fused(device),
     )
+
+
+def final_optimizer(model: torch.nn.Module, fc: FinalTraining) -> torch.optim.SGD:
+    """SGD with ``fc``'s momentum, Nesterov and weight decay; fused like ``smash_optimizer``
+    (1.5 ms per step as a loop, 0.5 fused, for a 1.8 M-parameter network)."""
+    return torch.optim.SGD(
+        model.parameters(),
+        lr=fc.lr,
+        momentum=fc.momentum,
+        nesterov=fc.nesterov,
+        weight_decay=fc.weight_decay,
+        fused=fused(next(model.parameters()).device),
+    )
+
+
+def train_smash(
+    cfg: SearchConfig, ds: Dataset, train: Subset, out: Path, resume: bool, device: torch.device
+) -> OneShot:
+    """Trains the HyperNet and shared weights on one sampled architecture per step."""
+    torch.manual_seed(_seed(cfg.seed, 0))
+    model = OneShot(cfg.space, cfg.hypernet).to(device)
+    t = cfg.train
+    opt = smash_optimizer(model, t)
     batches = Batches(
         ds, train, t.batch_size, _seed(cfg.seed, 2), augment=True, drop_last=True, device=device
     )
@@ -699,13 +729,7 @@ def train_final(
     )
     val_batches = Batches(ds, val, 500, 0, shuffle=False, device=device)
     test_batches = Batches(ds, ds.test, 500, 0, shuffle=False, device=device)
-    opt = torch.optim.SGD(
-        model.parameters(),
-        lr=fc.lr,
-        momentum=fc.momentum,
-        nesterov=fc.nesterov,
-        weight_decay=fc.weight_decay,
-    )
+    opt = final_optimizer(model, fc)
     total = max(1, fc.epochs * len(batches))
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total) / total))

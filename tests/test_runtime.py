@@ -432,16 +432,7 @@ def smash_losses(fixed: bool, steps: int = 30, batch: int = 16) -> list[float]:
     cfg, ds, train, _ = search.prepare(search.PRESETS["smoke"])
     torch.manual_seed(0)
     model = OneShot(cfg.space, cfg.hypernet).train()
-    t = cfg.train
-    opt = torch.optim.Adam(
-        [
-            {"params": model.shared.parameters(), "weight_decay": t.weight_decay},
-            {"params": model.hypernet.parameters(), "weight_decay": 0.0},
-        ],
-        lr=t.lr,
-        betas=t.betas,
-        eps=t.eps,
-    )
+    opt = search.smash_optimizer(model, cfg.train)
     batches = Batches(ds, train, batch, 0, augment=True, drop_last=True)
     compiled = model.compile(Sampler(cfg.space, 0).sample(0.0))
     losses: list[float] = []
