@@ -150,32 +150,41 @@ def network(space: SearchSpace, seed: int, progress: float) -> arch.Network:
     return expand(Program(Sampler(space, seed=seed).sample(progress), "<sampled>"))
 
 
-def step_times(space: SearchSpace, progress: float, steps: int, batch: int) -> dict:
-    """Median seconds of a step (first run and faster of two) and its phases."""
-    nets = [network(space, 1000 + i, progress) for i in range(steps + 1)]
-    model = Reference(space, nets[0])
+def trainer(space: SearchSpace, template: arch.Network, batch: int):
+    """The stand-in with the reference's Adam and one synthetic batch, and ``run(net)``: one
+    SMASH step on ``net``, its phases' end times (``time.perf_counter``) after the start."""
+    model = Reference(space, template)
     hyper = list(model.hypernet.parameters())
     rest = [p for n, p in model.named_parameters() if not n.startswith("hypernet.")]
     groups = [{"params": hyper, "weight_decay": 0.0}, {"params": rest}]
     opt = torch.optim.Adam(groups, lr=1e-3, betas=(0.5, 0.999), eps=1e-4, weight_decay=1e-4)
     x = torch.randn(batch, *space.input)
     y = torch.randint(0, space.classes, (batch,))
+
+    def run(net: arch.Network) -> list[float]:
+        t = [time.perf_counter()]
+        matrix = model.generated(net)
+        t.append(time.perf_counter())
+        loss = F.cross_entropy(model(x, net, matrix), y)
+        t.append(time.perf_counter())
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        t.append(time.perf_counter())
+        opt.step()
+        t.append(time.perf_counter())
+        return t
+
+    return run
+
+
+def step_times(space: SearchSpace, progress: float, steps: int, batch: int) -> dict:
+    """Median seconds of a step (first run and faster of two) and its phases."""
+    nets = [network(space, 1000 + i, progress) for i in range(steps + 1)]
+    run = trainer(space, nets[0], batch)
     times: dict[str, list[float]] = {k: [] for k in ("hypernet", "forward", "backward", "fresh")}
     times.update(optimiser=[], step=[])
     for i, net in enumerate(nets):
-        runs = []
-        for _ in range(2):
-            t = [time.perf_counter()]
-            matrix = model.generated(net)
-            t.append(time.perf_counter())
-            loss = F.cross_entropy(model(x, net, matrix), y)
-            t.append(time.perf_counter())
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            t.append(time.perf_counter())
-            opt.step()
-            t.append(time.perf_counter())
-            runs.append(t)
+        runs = [run(net), run(net)]
         if i == 0:  # warm-up, as in bench/train_step.py
             continue
         times["fresh"].append(runs[0][-1] - runs[0][0])
