@@ -202,7 +202,7 @@ def smash_optimizer(model: OneShot, t: SmashTraining) -> torch.optim.Adam:
     """The reference's Adam, weight decay on the shared weights only.
 
     Fused: one kernel over every parameter instead of some ten ops per tensor, the same
-    update; 0.7 ms per step instead of 2.8 for the reference-sized model's 66 tensors on
+    update; 0.7 ms per step instead of 2.7 for the reference-sized model's 66 tensors on
     2 cores (``bench/optim.py``).
     """
     device = next(model.parameters()).device
