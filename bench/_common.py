@@ -44,9 +44,12 @@ def module_at(rev: str, path: str, name: str, into: Path, edit: Callable[[str], 
     return mod
 
 
-def revisions_parser(doc: str, *, progress: float, archs: int) -> argparse.ArgumentParser:
-    """``parser(doc)`` with the git revisions to compare, ``--progress`` and ``--archs``."""
-    ap = parser(doc)
+def revisions_parser(
+    doc: str, *, progress: float, archs: int, device: bool = False
+) -> argparse.ArgumentParser:
+    """``parser(doc, device=device)`` with the git revisions to compare, ``--progress`` and
+    ``--archs``."""
+    ap = parser(doc, device=device)
     ap.add_argument("revs", nargs="+", metavar="REV", help="git revision; . is the working tree")
     ap.add_argument("--progress", type=float, default=progress, help="0: early, 1: late")
     ap.add_argument("--archs", type=int, default=archs)

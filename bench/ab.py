@@ -1,6 +1,7 @@
 """SMASH training steps under the HyperNet backend of several git revisions, alternated.
 
-    python bench/ab.py REV [REV ...] [--progress 0] [--archs 8] [--threads 2] [--json]
+    python bench/ab.py REV [REV ...] [--progress 0] [--archs 8] [--precision auto]
+                       [--threads 2] [--json]
 
 How the speed changes in ``docs/search.md`` were measured. ``smashc/backends/hyperfx.py``
 and ``kernels.py`` of each revision (``.`` is the working tree) are loaded side by side;
@@ -9,7 +10,8 @@ everything else is this checkout's. For each sampled architecture (reference-siz
 steps in rotated order. The untimed step matters: oneDNN builds its kernels on the first
 use of each conv shape, and without it whichever revision runs first on an architecture
 pays that, about 8% of an early step (an A/A comparison shows it). Prints the mean step
-per revision; use the same revision twice for an A/A check.
+per revision (on CPU, forward in ``--precision``); use the same revision twice for an A/A
+check.
 """
 
 from __future__ import annotations
@@ -37,12 +39,12 @@ def load(rev: str, tag: str, into: Path):
     return mod
 
 
-def run(revs: list[str], progress: float, archs: int) -> dict[str, float]:
+def run(revs: list[str], progress: float, archs: int, prec: str) -> dict[str, float]:
     tags = [f"r{i}" for i in range(len(revs))]
     with tempfile.TemporaryDirectory() as tmp:
         mods = [load(rev, tag, Path(tmp)) for rev, tag in zip(revs, tags, strict=True)]
     space = SearchSpace(max_bottleneck=1)
-    model, step = smash_trainer(space)
+    model, step = smash_trainer(space, prec=prec)
 
     def build(mod, c):
         if hasattr(mod, "hyper_graph"):  # revisions before GraphRunner built GraphModules
@@ -65,9 +67,12 @@ def run(revs: list[str], progress: float, archs: int) -> dict[str, float]:
 
 
 def main() -> None:
-    args = parse(revisions_parser(__doc__, progress=0.0, archs=8))
-    res = run(args.revs, args.progress, args.archs)
-    print(f"mean SMASH step, progress {args.progress}, {args.archs} architectures x 2 steps:")
+    args = parse(revisions_parser(__doc__, progress=0.0, archs=8, device=True))
+    res = run(args.revs, args.progress, args.archs, args.precision)
+    print(
+        f"mean SMASH step, progress {args.progress}, {args.precision}, {args.archs} "
+        "architectures x 2 steps:"
+    )
     for name, t in res.items():
         print(f"  {name:<24} {t:.3f} s")
     emit(args, res)

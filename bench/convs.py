@@ -7,8 +7,11 @@ architectures (1x1 bottlenecks and shared convs) are recorded, then each is time
 + backward (input and weight gradients, batch 50, 2 threads): ``nchw`` is plain
 ``F.conv2d`` on NCHW tensors, ``nchw<->cl`` converts an NCHW input to channels-last and the
 output back (one layout-switched conv in an NCHW network), ``channels-last`` is plain
-``F.conv2d`` on channels-last tensors, ``dispatched`` is ``kernels.conv2d`` on them (the
-network runs channels-last end to end). Totals per category (ms, summed over the convs),
+``F.conv2d`` on channels-last tensors, ``sub-images`` the same with a dilated conv's weight
+gradient taken on sub-images (``kernels._DilatedConv``; other convs as channels-last),
+``dispatched`` is ``kernels.conv2d`` on them (the network runs channels-last end to end;
+dilated convs as one of the previous two, by ``kernels.SUBIMAGE_WEIGHT_GRAD``). Compare
+oneDNN's AVX2 kernels on an AVX-512 CPU with ``ONEDNN_MAX_CPU_ISA=AVX2``. Totals per category (ms, summed over the convs),
 and per architecture the dispatched convs' total, forward + backward and forward alone:
 the time a training step (or a batch's scoring) of it would take if everything but its
 convs were free. ``bench/train_step.py`` samples the same architectures (seeds 1001-1006
@@ -88,8 +91,11 @@ def time_conv(shape, wshape, pad, dil, groups) -> dict[str, float]:
             (x, w),
         ),
         "channels-last": (lambda: F.conv2d(xc, wc, None, 1, pad, dil, groups), (xc, wc)),
+        "sub-images": (lambda: kernels._DilatedConv.apply(xc, wc, pad, dil, groups), (xc, wc)),
         "dispatched": (lambda: kernels.conv2d(xc, wc, pad, dil, groups), (xc, wc)),
     }  # fmt: skip
+    if dil == (1, 1):
+        modes["sub-images"] = modes["channels-last"]
     out = {}
     for mode, (f, inputs) in modes.items():
         y = f()
@@ -118,7 +124,7 @@ def main() -> None:
             per_arch[-1]["fwd"] += times.pop("dispatched forward")
             for mode, seconds in times.items():
                 totals[(category(wshape, dil, groups), mode)] += seconds
-    names = ("nchw", "nchw<->cl", "channels-last", "dispatched")
+    names = ("nchw", "nchw<->cl", "channels-last", "sub-images", "dispatched")
     print(f"{'category':<22}" + "".join(f"{m:>15}" for m in names))
     for cat in sorted({c for c, _ in totals}):
         print(f"{cat:<22}" + "".join(f"{1000 * totals[(cat, m)]:>15.0f}" for m in names))

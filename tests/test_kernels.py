@@ -1,5 +1,6 @@
 """``backends.kernels.conv2d`` is ``F.conv2d``: same output and same gradients (float64),
-on every path it dispatches to and on sizes the dilation does not divide; ``fast_convs``
+on every path it dispatches to (dilated weight gradients on sub-images or by oneDNN,
+whichever this CPU would take) and on sizes the dilation does not divide; ``fast_convs``
 runs a compiled free-weight network as the network itself does, on its own parameters."""
 
 from __future__ import annotations
@@ -23,8 +24,14 @@ CASES = [
 ]
 
 
+@pytest.fixture(params=[True, False], ids=["subimage-wgrad", "onednn-wgrad"])
+def wgrad(request, monkeypatch):
+    monkeypatch.setattr(kernels, "SUBIMAGE_WEIGHT_GRAD", request.param)
+    return request.param
+
+
 @pytest.mark.parametrize(("kernel", "dilation", "groups", "size"), CASES)
-def test_conv2d_matches_torch(kernel, dilation, groups, size):
+def test_conv2d_matches_torch(kernel, dilation, groups, size, wgrad):
     gen = torch.Generator().manual_seed(hash((kernel, dilation, groups, size)) % 2**31)
     cin, cout = 16, 8
     x = torch.randn(3, cin, size, size + 1, generator=gen, dtype=torch.float64)
@@ -35,6 +42,8 @@ def test_conv2d_matches_torch(kernel, dilation, groups, size):
     y1 = kernels.conv2d(x1, w1, pad, dilation, groups)
     y2 = F.conv2d(x2, w2, None, 1, pad, dilation, groups)
     assert y1.is_contiguous(memory_format=torch.channels_last)  # the network's one layout
+    on_subimages = type(y1.grad_fn).__name__ == "_DilatedConvBackward"
+    assert on_subimages == (wgrad and dilation != (1, 1))
     torch.testing.assert_close(y1, y2)
     gy = torch.randn(y2.shape, generator=gen, dtype=torch.float64)
     g1 = torch.autograd.grad(y1, (x1, w1), gy)
@@ -43,7 +52,7 @@ def test_conv2d_matches_torch(kernel, dilation, groups, size):
     torch.testing.assert_close(g1[1], g2[1])
 
 
-def test_weight_gradient_alone():
+def test_weight_gradient_alone(wgrad):
     """Only the weight needs a gradient (the first conv of a network, frozen inputs)."""
     x = torch.randn(2, 8, 8, 8, dtype=torch.float64)
     w = torch.randn(4, 8, 5, 5, dtype=torch.float64, requires_grad=True)
@@ -66,7 +75,7 @@ def test_conv2d_without_autograd_runs_channels_last(kernel, dilation, groups, si
     torch.testing.assert_close(y, F.conv2d(x, w, None, 1, pad, dilation, groups))
 
 
-def test_dilated_conv_without_same_padding():
+def test_dilated_conv_without_same_padding(wgrad):
     """The sub-image gradient needs "same" padding; any other padding takes the plain conv."""
     gen = torch.Generator().manual_seed(3)
     x = torch.randn(2, 8, 9, 9, generator=gen, dtype=torch.float64, requires_grad=True)

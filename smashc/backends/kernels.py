@@ -15,9 +15,10 @@ as ``F.conv2d(x, w, None, 1, padding, dilation, groups)``. Why, measured at batc
 * oneDNN runs 1x1 convs 1.4x and grouped convs 2-3x faster in channels-last than in NCHW
   (forward + backward); dense 5x5+ convs lose 7%. With a conversion before and after
   each conv the 1x1 gain turns into a loss, hence one layout throughout;
-* dilated kernels have a weight gradient at 15-20 GFLOP/s (against 100-200 for the
-  forward); computing it on the space-to-batch form of input and output gradient, where
-  the dilated conv becomes an ordinary one on ``dh * dw`` sub-images, is 2-3x faster.
+* on AVX2, oneDNN's dilated kernels have a weight gradient at 15-20 GFLOP/s (against
+  100-200 for the forward); computing it on the space-to-batch form of input and output
+  gradient, where the dilated conv becomes an ordinary one on ``dh * dw`` sub-images, is
+  2-3x faster. With AVX-512 oneDNN's own is the faster one (``SUBIMAGE_WEIGHT_GRAD``).
 
 Over the convs of three late architectures: 4.2 s in NCHW, 3.1 s in channels-last, 2.6 s
 as dispatched here. Against the previous mix (NCHW except grouped and dilated 5x5+ convs,
@@ -30,12 +31,29 @@ differed by 7-8% early and 12-16% late.
 from __future__ import annotations
 
 import itertools
+import os
 
 import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import fx, nn
 
 _CL = torch.channels_last
+
+
+def _subimage_weight_grad() -> bool:
+    """Whether dilated convs take their weight gradient on sub-images: where oneDNN runs
+    without AVX-512. Forward + backward of the dilated convs of three early reference-sized
+    architectures (``bench/convs.py --progress 0``, fp32, 2 threads, one AVX-512 EPYC):
+    554 ms by oneDNN with its ISA capped at AVX2 (``ONEDNN_MAX_CPU_ISA=AVX2``) against 430
+    on sub-images, but 191 against 234 with AVX-512 (late architectures: 378 against 404).
+    Early training steps on that CPU are 4.5% (fp32) and 7% (bf16) faster without the
+    sub-images, late ones the same (``bench/ab.py``)."""
+    isa = os.environ.get("ONEDNN_MAX_CPU_ISA", "ALL").upper()
+    capped = isa in ("SSE41", "AVX") or isa.startswith("AVX2")
+    return capped or not torch.backends.cpu.get_cpu_capability().startswith("AVX512")
+
+
+SUBIMAGE_WEIGHT_GRAD = _subimage_weight_grad()
 
 
 def _to_subimages(x: torch.Tensor, dh: int, dw: int) -> torch.Tensor:
@@ -100,12 +118,13 @@ def conv2d(
     groups: int,
 ) -> torch.Tensor:
     """``F.conv2d`` (stride 1, no bias), channels-last out on CPU. The sub-image weight
-    gradient needs "same" padding, which every SMASH conv has."""
+    gradient (``SUBIMAGE_WEIGHT_GRAD``) needs "same" padding, which every SMASH conv has."""
     if x.device.type != "cpu":
         return F.conv2d(x, w, None, 1, padding, dilation, groups)
     x, w = _cl(x), _cl(w)
     (kh, kw), (dh, dw) = w.shape[2:], dilation
-    if dilation != (1, 1) and tuple(padding) == ((kh - 1) // 2 * dh, (kw - 1) // 2 * dw):
+    same = tuple(padding) == ((kh - 1) // 2 * dh, (kw - 1) // 2 * dw)
+    if SUBIMAGE_WEIGHT_GRAD and dilation != (1, 1) and same:
         return _DilatedConv.apply(x, w, padding, dilation, groups)
     return F.conv2d(x, w, None, 1, padding, dilation, groups)
 
@@ -201,13 +220,14 @@ class _FastConv(nn.Module):
 
 def fast_convs(gm: fx.GraphModule) -> fx.GraphModule:
     """``gm``'s graph on ``gm``'s own modules and parameters, its stride-1 bias-free convs
-    dispatched through ``conv2d`` (channels-last, the sub-image weight gradient for
-    dilated convs). The same function; ``gm`` itself, which ``smashc compile`` and the
+    dispatched through ``conv2d`` (channels-last; on AVX2, the sub-image weight gradient
+    for dilated convs). The same function; ``gm`` itself, which ``smashc compile`` and the
     exported package keep, is unchanged.
 
-    For the free-weight networks that ``smashc train`` trains: a Fashion-MNIST demo winner
-    with dilated and grouped convs trained 2.2-2.6x faster per step (fp32 176 -> 77 ms,
-    bf16 153 -> 59 ms, batch 64), one with few of them 1.2x (92 -> 78, 64 -> 52 ms)."""
+    For the free-weight networks that ``smashc train`` trains: on an AVX2 CPU, a
+    Fashion-MNIST demo winner with dilated and grouped convs trained 2.2-2.6x faster per
+    step (fp32 176 -> 77 ms, bf16 153 -> 59 ms, batch 64), one with few of them 1.2x
+    (92 -> 78, 64 -> 52 ms)."""
     root: dict[str, nn.Module] = {}
     for node in gm.graph.nodes:
         if node.op != "call_module":
