@@ -24,7 +24,7 @@ from smashc.diagnostics import SmashError
 from smashc.frontend.expand import expand
 from smashc.frontend.loader import load_file, load_text
 from smashc.ir import IRGraph, dump, lower
-from smashc.ir.graph import add_node, copy_digraph, graph_operands
+from smashc.ir.graph import add_node, graph_operands
 from smashc.ir.nodes import BankVersion, Concat, OpNode
 from smashc.passes import run_pipeline
 from smashc.runtime.interpreter import WeightStore, run_ir, run_network
@@ -381,40 +381,6 @@ def test_dump_is_the_same_in_other_processes():
             check=True,
         ).stdout
         assert out == here
-
-
-@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.stem)
-def test_copy_digraph_is_networkx_copy(path):
-    g = lower(expand(load_file(path))).graph
-    fast, slow = copy_digraph(g), g.copy()
-    assert list(fast.nodes(data=True)) == list(slow.nodes(data=True))
-    assert list(fast.edges(data=True)) == list(slow.edges(data=True))
-    for n in g:
-        # networkx's copy reorders predecessors by the order of their edges' sources
-        assert dict(fast.pred[n]) == dict(slow.pred[n])
-        assert list(fast.pred[n]) == list(g.pred[n])
-        assert graph_operands(fast, n) == graph_operands(slow, n)
-    # a rewrite of the copy leaves the original alone, and pred and succ stay one view
-    u, v = next(iter(fast.edges))
-    fast.edges[u, v]["index"] = 99
-    assert g.edges[u, v]["index"] != 99 and fast.pred[v][u]["index"] == 99
-    fast.nodes[u]["payload"] = None
-    assert g.nodes[u]["payload"] is not None
-    fast.remove_node(v)
-    assert v in g and g.has_edge(u, v) and not fast.has_edge(u, v)
-
-
-@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.stem)
-def test_copy_digraph_of_some_nodes_is_the_networkx_subgraph_copy(path):
-    g = lower(expand(load_file(path))).graph
-    keep = set(list(g)[::3]) | set(list(g)[1::5])
-    fast, slow = copy_digraph(g, keep), g.subgraph(keep).copy()
-    assert dict(fast.nodes(data=True)) == dict(slow.nodes(data=True))
-    assert sorted(fast.edges(data="index")) == sorted(slow.edges(data="index"))
-    assert fast.number_of_edges() > 0
-    for n in fast:
-        assert dict(fast.pred[n]) == dict(slow.pred[n])
-        assert dict(fast.succ[n]) == dict(slow.succ[n])
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.stem)

@@ -15,7 +15,7 @@ from smashc import arch
 from smashc.cli import main
 from smashc.diagnostics import SmashError
 from smashc.frontend.expand import expand
-from smashc.frontend.loader import load_text
+from smashc.frontend.loader import load_file, load_text
 from smashc.ir import IRGraph, dump, lower
 from smashc.ir.nodes import Add, BankVersion, Concat, OpNode, Slice
 from smashc.ir.query import layer_accesses
@@ -518,6 +518,59 @@ def test_verify_catches_version_order_and_bad_shapes():
     del shapes["b_l0.0relu"]
     msgs = [d.message for d in verify.check(ir.replace(shapes=shapes))]
     assert msgs == ["invalid IR: 1 node(s) have no shape, e.g. %b_l0.0relu"]
+
+
+# --- purity: the rewrites edit a copy, shared with the input where unchanged ---------------------
+
+NORMALISING = ("remove-zero-reads", "fold-trivial", "remove-dead-writes", "canonicalize", "cse")
+
+
+def _adjacency(g: nx.DiGraph) -> tuple:
+    """Everything the passes read of a graph, in order: nodes and attributes, both edge maps."""
+
+    def edges(adj):
+        return {u: [(v, dict(d)) for v, d in adj[u].items()] for u in adj}
+
+    return list(g._node.items()), edges(g._succ), edges(g._pred)
+
+
+def _consistent(g: nx.DiGraph) -> None:
+    """Successor and predecessor maps describe the same edges, with one data dict each."""
+    assert set(g._succ) == set(g._pred) == set(g._node)
+    assert g._adj is g._succ
+    for u, users in g._succ.items():
+        for v, data in users.items():
+            assert g._pred[v][u] is data
+    assert sum(map(len, g._succ.values())) == sum(map(len, g._pred.values()))
+
+
+def _normalised_inputs() -> list[IRGraph]:
+    from smash_space import CASES, example_files, sampled
+
+    nets = [sampled(*case).net for case in CASES[::10]]
+    nets += [expand(load_file(p)) for p in example_files()]
+    return [PASSES["infer-shapes"](lower(net)) for net in nets]
+
+
+def test_normalisation_passes_leave_their_input_alone():
+    """Each pass returns a new graph where it changes something and never edits its input's
+    (they share the adjacency dicts that a pass does not edit); the graph it returns is
+    one networkx can keep working on."""
+    changed = dict.fromkeys(NORMALISING, 0)
+    for ir in _normalised_inputs():
+        for name in NORMALISING:
+            before = _adjacency(ir.graph)
+            out = PASSES[name](ir)
+            assert _adjacency(ir.graph) == before, name
+            _consistent(out.graph)
+            if out is not ir:
+                assert out.graph is not ir.graph
+                changed[name] += 1
+                g = out.graph.copy()  # networkx's own methods on the result
+                g.remove_node(next(iter(out.graph)))
+            ir = out
+        assert verify.check(ir) == []
+    assert changed["fold-trivial"] and changed["remove-dead-writes"], changed
 
 
 # --- pass manager ---------------------------------------------------------------------------------
