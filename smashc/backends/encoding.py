@@ -151,6 +151,18 @@ def network(cfg: EncodingConfig, blocks: list[arch.Block], name: str = "smash") 
 
 # --- encode ------------------------------------------------------------------------------
 
+# which convs of an op's 2x2 grid may be active: with one conv per op, and with the variable op
+_ACTIVE = (
+    {(True, False, False, False)},
+    {
+        (True, False, False, False),
+        (True, False, True, False),
+        (True, True, False, False),
+        (True, True, True, False),
+        (True, True, True, True),
+    },
+)
+
 
 class _Encoder:
     def __init__(self, ir: IRGraph, cfg: EncodingConfig):
@@ -224,17 +236,7 @@ class _Encoder:
                 f"bottleneck={op.bottleneck}: must be a multiple of {cfg.unit} up to {cap}", op.span
             )
             ok = False
-        allowed = (
-            {(True, False, False, False)}
-            if cfg.convs_per_op == 1
-            else {
-                (True, False, False, False),
-                (True, False, True, False),
-                (True, True, False, False),
-                (True, True, True, False),
-                (True, True, True, True),
-            }
-        )
+        allowed = _ACTIVE[cfg.convs_per_op == 4]
         active = tuple(c is not None for c in op.convs)
         if active not in allowed:
             used = "{" + ", ".join(str(i) for i, a in enumerate(active) if a) + "}"
@@ -313,47 +315,55 @@ class _Encoder:
         blocks = ir.blocks
         per_block = [self.block_layers(b, info) for b, info in enumerate(blocks)]
         self.bag.raise_if_any()
-        f = cfg.fields()
-        columns: list[np.ndarray] = []
+        f = _layout(cfg)
+        conv_fields = [
+            tuple(f[f"c{p}.{k}"][0] for k in ("dilation_h", "dilation_w", "kernel_h", "kernel_w"))
+            + (f[f"c{p}.groups"][0],)
+            for p in range(cfg.convs_per_op)
+        ]
+        # (channels, rows, first slice, end slice) set to +1: built first and written into
+        # one array at the end (a column array per op and a dozen numpy calls each took
+        # most of encoding's time)
+        marks: list[tuple[list[int], int, int, int]] = []
         slots: list[OpSlot] = []
         at = 0
         for b, (info, layers) in enumerate(zip(blocks, per_block, strict=True)):
             width = info.banks[0]
             for layer, op in layers:
-                node = self.layer_op[layer.name]
                 banks_per_slice = _slice_banks(layer.reads, width, cfg.slice_width)
                 rows = op.bottleneck // cfg.unit
-                v = np.full(cfg.channels, -1.0, dtype=np.float32)  # what every slice shares
-                v[[f["write"][0] + bank for bank in layer.writes]] = 1
-                v[f["block"][0] + b] = 1
-                v[f["units"][0] + op.out // cfg.unit - 1] = 1
+                end = at + len(banks_per_slice)
+                shared = [f["write"][0] + bank for bank in layer.writes]  # every slice's
+                shared += (
+                    f["block"][0] + b,
+                    f["units"][0] + op.out // cfg.unit - 1,
+                    f["bank_size"][0] + width // cfg.unit - 1,
+                )
                 for p, c in enumerate(op.convs[: cfg.convs_per_op]):
                     if c is None:
                         continue
-                    v[f[f"c{p}.dilation_h"][0] + c.dilation[0] - 1] = 1
-                    v[f[f"c{p}.dilation_w"][0] + c.dilation[1] - 1] = 1
-                    v[f[f"c{p}.kernel_h"][0] + cfg.kernel_sizes.index(c.kernel[0])] = 1
-                    v[f[f"c{p}.kernel_w"][0] + cfg.kernel_sizes.index(c.kernel[1])] = 1
-                    v[f[f"c{p}.groups"][0] + cfg.groups.index(c.groups)] = 1
+                    dil_h, dil_w, k_h, k_w, groups = conv_fields[p]
+                    shared += (
+                        dil_h + c.dilation[0] - 1,
+                        dil_w + c.dilation[1] - 1,
+                        k_h + cfg.kernel_sizes.index(c.kernel[0]),
+                        k_w + cfg.kernel_sizes.index(c.kernel[1]),
+                        groups + cfg.groups.index(c.groups),
+                    )
                 if cfg.convs_per_op == 4:
-                    for p, c in enumerate(op.convs):
-                        if c is not None:
-                            v[f["active"][0] + p] = 1
-                v[f["bank_size"][0] + width // cfg.unit - 1] = 1
-                col = np.full((cfg.channels, cfg.rows, len(banks_per_slice)), -1.0, np.float32)
-                col[:, :rows, :] = v[:, None, None]
-                for s, banks in enumerate(banks_per_slice):
-                    col[[f["read"][0] + bank for bank in banks], :rows, s] = 1
-                col[f["op_start"][0], :rows, 0] = 1
-                columns.append(col)
+                    shared += [f["active"][0] + p for p, c in enumerate(op.convs) if c is not None]
+                marks.append((shared, rows, at, end))
+                for s, banks in enumerate(banks_per_slice, start=at):
+                    marks.append(([f["read"][0] + bank for bank in banks], rows, s, s + 1))
+                marks.append(([f["op_start"][0]], rows, at, at + 1))
                 cin = sum(info.banks[r] for r in layer.reads)
-                slots.append(OpSlot(node, b, at, len(banks_per_slice), rows, cin, op.bottleneck))
-                at += len(banks_per_slice)
-        tensor = (
-            torch.from_numpy(np.concatenate(columns, axis=2)[None])
-            if columns
-            else -torch.ones(1, cfg.channels, cfg.rows, 0)
-        )
+                node = self.layer_op[layer.name]
+                slots.append(OpSlot(node, b, at, end - at, rows, cin, op.bottleneck))
+                at = end
+        c = np.full((cfg.channels, cfg.rows, at), -1.0, np.float32)
+        for channels, rows, first, stop in marks:
+            c[channels, :rows, first:stop] = 1
+        tensor = torch.from_numpy(c[None])
         return Encoding(tensor, tuple(slots), cfg)
 
 
