@@ -212,8 +212,11 @@ def remove_dead_writes(ir: IRGraph) -> IRGraph:
 def canonicalize(ir: IRGraph) -> IRGraph:
     cow = _CopyOnWrite(ir)
     for n in ir.graph:
-        if isinstance(ir.payload(n), Add) and ir.operands(n) != sorted(ir.operands(n)):
-            _reindex(cow, n, sorted(ir.operands(n)))
+        if not isinstance(ir.payload(n), Add):
+            continue
+        ops = graph_operands(ir.graph, n)  # not ir.operands: that indexes every node
+        if ops != sorted(ops):
+            _reindex(cow, n, sorted(ops))
     return ir if cow.copy is None else ir.with_graph(cow.copy)
 
 
