@@ -1,6 +1,6 @@
 """Compile throughput: random SMASH-space architectures per second through the whole pipeline.
 
-    python bench/compile.py [--archs 50] [--json]
+    python bench/compile.py [--archs 50] [--progress 1.0] [--json]
 
 Two paths, each split by stage (ms per architecture, median), with the mean total (which
 includes the garbage collector's pauses: a full collection every hundred or so young ones
@@ -10,7 +10,8 @@ lands in few architectures, and the medians miss it):
   encoding, fx GraphModule;
 * the training loop's path: the sampler's AST, expand, lower, the training passes, encoding,
   fx graph (HyperNet-weight backend) ready to run in a GraphRunner.
-Architectures are drawn from the default space, fully annealed (the largest networks).
+Architectures are drawn from the default space, fully annealed (the largest networks)
+unless ``--progress`` says otherwise (0: as training starts).
 """
 
 from __future__ import annotations
@@ -31,11 +32,11 @@ from smashc.passes import DEFAULT_PIPELINE, TRAINING_PIPELINE, run_pipeline
 from smashc.runtime.sampler import Sampler, SearchSpace
 
 
-def run(archs: int) -> dict:
+def run(archs: int, progress: float = 1.0) -> dict:
     space = SearchSpace()
     cfg = space.encoding()
     shared = SharedWeights(cfg)
-    samples = [Sampler(space, seed=3000 + i).sample(1.0) for i in range(archs + 1)]
+    samples = [Sampler(space, seed=3000 + i).sample(progress) for i in range(archs + 1)]
     texts = [print_module(m) for m in samples]
     paths = {
         "text": ("parse", "expand", "lower", "passes", "encode", "fx"),
@@ -80,8 +81,9 @@ def run(archs: int) -> dict:
 def main() -> None:
     ap = parser(__doc__)
     ap.add_argument("--archs", type=int, default=50)
+    ap.add_argument("--progress", type=float, default=1.0, help="0: early, 1: late")
     args = parse(ap)
-    res = run(args.archs)
+    res = run(args.archs, args.progress)
     for path, med in res.items():
         stages = [k for k in med if k not in ("total", "mean", "archs_per_s")]
         split = ", ".join(f"{k} {med[k]:.1f}" for k in stages)
