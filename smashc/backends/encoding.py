@@ -151,7 +151,7 @@ def network(cfg: EncodingConfig, blocks: list[arch.Block], name: str = "smash") 
 
 # --- encode ------------------------------------------------------------------------------
 
-# which convs of an op's 2x2 grid may be active: with one conv per op, and with the variable op
+# which convs of an op's 2x2 grid may be active: with one conv per op, and otherwise
 _ACTIVE = (
     {(True, False, False, False)},
     {
@@ -236,7 +236,7 @@ class _Encoder:
                 f"bottleneck={op.bottleneck}: must be a multiple of {cfg.unit} up to {cap}", op.span
             )
             ok = False
-        allowed = _ACTIVE[cfg.convs_per_op == 4]
+        allowed = _ACTIVE[cfg.convs_per_op != 1]
         active = tuple(c is not None for c in op.convs)
         if active not in allowed:
             used = "{" + ", ".join(str(i) for i, a in enumerate(active) if a) + "}"
