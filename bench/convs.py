@@ -2,20 +2,19 @@
 
     python bench/convs.py [--archs 3] [--progress 1.0] [--max-bottleneck 1] [--seed 1000]
 
-The evidence behind ``smashc/backends/kernels.py``: the convs of a few sampled
-architectures (1x1 bottlenecks and shared convs) are recorded, then each is timed forward
-+ backward (input and weight gradients, batch 50, 2 threads): ``nchw`` is plain
-``F.conv2d`` on NCHW tensors, ``nchw<->cl`` converts an NCHW input to channels-last and the
-output back (one layout-switched conv in an NCHW network), ``channels-last`` is plain
-``F.conv2d`` on channels-last tensors, ``sub-images`` the same with a dilated conv's weight
-gradient taken on sub-images (``kernels._DilatedConv``; other convs as channels-last),
-``dispatched`` is ``kernels.conv2d`` on them (the network runs channels-last end to end;
-dilated convs as one of the previous two, by ``kernels.SUBIMAGE_WEIGHT_GRAD``). Compare
-oneDNN's AVX2 kernels on an AVX-512 CPU with ``ONEDNN_MAX_CPU_ISA=AVX2``. Totals per
-category (ms, summed over the convs), and per architecture the dispatched convs' total,
-forward + backward and forward alone: the time a training step (or a batch's scoring) of it
-would take if everything but its convs were free.
-``bench/train_step.py`` samples the same architectures (seeds 1001-1006
+The evidence behind ``smashc/backends/kernels.py``: the convs of a few sampled architectures
+(1x1 bottlenecks and shared convs) are recorded, then each is timed forward + backward
+(input and weight gradients, batch 50, 2 threads): ``nchw`` is plain ``F.conv2d`` on NCHW
+tensors, ``nchw<->cl`` converts an NCHW input to channels-last and the output back (one
+layout-switched conv in an NCHW network), ``channels-last`` is plain ``F.conv2d`` on
+channels-last tensors, ``sub-images`` the same with a dilated conv's weight gradient taken
+on sub-images (``kernels._DilatedConv``; other convs as channels-last), ``dispatched`` is
+``kernels.conv2d`` on them (the network runs channels-last end to end; dilated convs as one
+of the previous two, by ``kernels.SUBIMAGE_WEIGHT_GRAD``). Compare oneDNN's AVX2 kernels on
+an AVX-512 CPU with ``ONEDNN_MAX_CPU_ISA=AVX2``. Totals per category (ms, summed over the
+convs), and per architecture the dispatched convs' total, forward + backward and forward
+alone: the time a training step (or a batch's scoring) of it would take if everything but
+its convs were free. ``bench/train_step.py`` samples the same architectures (seeds 1001-1006
 are its timed steps), ``bench/score.py`` those of ``--seed 2000``.
 """
 
