@@ -644,6 +644,34 @@ def _diagram(path: Path) -> None:
         pass  # no graphviz binary: the .dot is written anyway
 
 
+def _training_curve(log: Path, path: Path) -> None:
+    """Loss and accuracy of the one-shot model per SMASH step (``train.jsonl``), each step's
+    value faint and a running mean over a twentieth of the run on top: every step trains a
+    different architecture, so single steps are noisy."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    records = [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines()]
+    if not records:
+        return
+    steps = np.array([r["global_step"] for r in records])
+    window = max(1, len(records) // 20)
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
+    for ax, key, label in zip(axes, ("loss", "acc"), ("loss", "accuracy"), strict=True):
+        values = np.array([r[key] for r in records])
+        mean = np.convolve(values, np.ones(window) / window, mode="valid")
+        ax.plot(steps, values, color="#1f77b4", alpha=0.25, linewidth=0.8, label="step")
+        ax.plot(steps[window - 1 :], mean, color="#1f77b4", label=f"mean of {window}")
+        ax.set_xlabel("SMASH step")
+        ax.set_ylabel(f"training {label}")
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
 def _histogram(errors: list[float], path: Path) -> None:
     import matplotlib
 
@@ -788,21 +816,20 @@ def _curves(history: list[dict], path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     if not history:
         return
     ep = [h["epoch"] for h in history]
-    fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.5))
-    a.plot(ep, [h["train_loss"] for h in history], label="train")
-    a.plot(ep, [h["val_loss"] for h in history], label="validation")
-    a.set_xlabel("epoch")
-    a.set_ylabel("loss")
-    a.legend()
-    b.plot(ep, [h["train_acc"] for h in history], label="train")
-    b.plot(ep, [h["val_acc"] for h in history], label="validation")
-    b.set_xlabel("epoch")
-    b.set_ylabel("accuracy")
-    b.legend()
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
+    for ax, what, label in zip(axes, ("loss", "acc"), ("loss", "accuracy"), strict=True):
+        # markers: short runs (the demo trains two epochs) would otherwise show bare lines
+        ax.plot(ep, [h[f"train_{what}"] for h in history], marker="o", label="train")
+        ax.plot(ep, [h[f"val_{what}"] for h in history], marker="o", label="validation")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(label)
+        ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -833,6 +860,7 @@ def search(cfg: SearchConfig, out: Path, resume: bool = False, final: bool = Tru
             (out / stale).unlink(missing_ok=True)
     (out / "config.json").write_text(json.dumps(cfg.to_json(), indent=2) + "\n", encoding="utf-8")
     model = train_smash(cfg, ds, train, out, resume, device)
+    _training_curve(out / "train.jsonl", out / "train.png")
     scored = score_all(model, cfg, val, ds, out, device, train)
     best = min(scored, key=lambda s: (s.error, s.index))
     if cfg.score.refine:
@@ -847,6 +875,8 @@ def search(cfg: SearchConfig, out: Path, resume: bool = False, final: bool = Tru
         "best_smash_error": winner[1].error,
         "histogram": str(out / "scores.png"),
     }
+    if (out / "train.png").exists():  # not after zero steps
+        summary["training_curve"] = str(out / "train.png")
     if final:
         result = train_final(winner[1].text, cfg, ds, train, val, out / "final", device)
         summary.update(final_test_accuracy=result["test_acc"], final_dir=str(out / "final"))

@@ -280,6 +280,8 @@ def cmd_search(args: argparse.Namespace) -> int:
     print(f"best architecture:  {summary['best_smash']} (SMASH error {err:.3f})")
     print(f"its diagram:        {summary['best_diagram']}")
     print(f"score histogram:    {summary['histogram']}")
+    if "training_curve" in summary:
+        print(f"HyperNet training:  {summary['training_curve']}")
     if "final_test_accuracy" in summary:
         print(
             f"final test accuracy: {summary['final_test_accuracy']:.4f} "

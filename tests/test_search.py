@@ -104,11 +104,12 @@ def test_smoke_search_writes_the_documented_outputs(smoke):
     assert [r["global_step"] for r in jsonl(out / "train.jsonl")] == list(range(steps))
     assert (out / "checkpoint.pt").is_file()
 
-    for f in ("scores.png", "final/curves.png", "top/rank1.png"):
+    for f in ("scores.png", "train.png", "final/curves.png", "top/rank1.png"):
         if f.endswith("rank1.png") and not (out / f).exists():
             f = "top/rank1.dot"  # no graphviz binary
         assert (out / f).stat().st_size > 0, f
     assert (out / "scores.png").read_bytes()[:4] == b"\x89PNG"
+    assert (out / "train.png").read_bytes()[:4] == b"\x89PNG"
     final = json.loads((out / "final" / "final.json").read_text())
     assert 0 <= final["test_acc"] <= 1
     assert final["test_error"] == pytest.approx(1 - final["test_acc"])
