@@ -56,6 +56,8 @@ from smashc.runtime.search import (
     SearchConfig,
     SmashTraining,
     _append_jsonl,
+    _pyplot,
+    _save_figure,
     _seed,
 )
 from smashc.runtime.stats import correlation as rank_correlation
@@ -703,11 +705,9 @@ def _fmt(st: dict) -> str:
 
 
 def _scatter(smash, true, stats: dict, path: Path, cfg: CorrelationConfig) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     from matplotlib.lines import Line2D
+
+    plt = _pyplot()
 
     fig, ax = plt.subplots(figsize=(6.5, 5))
     ax.scatter(smash, true, s=22, color="#1f77b4", label=f"SMASH score: {_fmt(stats['smash'])}")
@@ -724,9 +724,7 @@ def _scatter(smash, true, stats: dict, path: Path, cfg: CorrelationConfig) -> No
         handles.append(Line2D([], [], linestyle="none"))
         labels.append(f"{label}: {_fmt(stats[key])}")
     ax.legend(handles, labels, fontsize=8, loc="best")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    _save_figure(fig, path)
 
 
 # --- corrupted encodings ---------------------------------------------------------------------

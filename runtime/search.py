@@ -644,14 +644,29 @@ def _diagram(path: Path) -> None:
         pass  # no graphviz binary: the .dot is written anyway
 
 
-def _training_curve(log: Path, path: Path) -> None:
-    """Loss and accuracy of the one-shot model per SMASH step (``train.jsonl``), each step's
-    value faint and a running mean over a twentieth of the run on top: every step trains a
-    different architecture, so single steps are noisy."""
+def _pyplot():
+    """matplotlib's pyplot on the Agg backend (files only, no display), imported when a run
+    first plots."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save_figure(fig, path: Path) -> None:
+    """Writes ``fig`` as ``path`` (100 dpi) and closes it."""
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    _pyplot().close(fig)
+
+
+def _training_curve(log: Path, path: Path) -> None:
+    """Loss and accuracy of the one-shot model per SMASH step (``train.jsonl``), each step's
+    value faint and a running mean over a twentieth of the run on top: every step trains a
+    different architecture, so single steps are noisy."""
+    plt = _pyplot()
 
     records = [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines()]
     if not records:
@@ -667,24 +682,17 @@ def _training_curve(log: Path, path: Path) -> None:
         ax.set_xlabel("SMASH step")
         ax.set_ylabel(f"training {label}")
         ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    _save_figure(fig, path)
 
 
 def _histogram(errors: list[float], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = _pyplot()
 
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.hist(errors, bins=min(30, max(5, len(errors) // 4)), color="#1f77b4")
     ax.set_xlabel("SMASH score (validation error with generated weights)")
     ax.set_ylabel("architectures")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    _save_figure(fig, path)
 
 
 # --- final training -------------------------------------------------------------------------
@@ -812,10 +820,7 @@ def train_final(
 
 
 def _curves(history: list[dict], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = _pyplot()
     from matplotlib.ticker import MaxNLocator
 
     if not history:
@@ -830,9 +835,7 @@ def _curves(history: list[dict], path: Path) -> None:
         ax.set_xlabel("epoch")
         ax.set_ylabel(label)
         ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    _save_figure(fig, path)
 
 
 # --- the whole search -----------------------------------------------------------------------
