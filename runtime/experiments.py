@@ -196,20 +196,6 @@ def _fail(code: str, message: str, where: str | Path | None = None) -> SmashErro
 # --- shared setup: folder, config, the trained SMASH network --------------------------------
 
 
-def _normal(obj) -> object:
-    """``obj`` as it reads back from JSON (tuples become lists)."""
-    return json.loads(json.dumps(obj))
-
-
-def _differences(old, new, at: str = "") -> list[str]:
-    if isinstance(old, dict) and isinstance(new, dict):
-        out = []
-        for k in sorted(set(old) | set(new)):
-            out += _differences(old.get(k), new.get(k), f"{at}.{k}" if at else k)
-        return out
-    return [] if old == new else [f"{at} {json.dumps(old)} -> {json.dumps(new)}"]
-
-
 IGNORED = ("jobs", "knobs")  # settings that do not change any result
 
 
@@ -218,14 +204,14 @@ def start(out: Path, config: dict) -> None:
     with other settings (its results would be reused as if they were this one's)."""
     out.mkdir(parents=True, exist_ok=True)
     path = out / "config.json"
-    new = _normal(config)
+    new = search.as_json(config)
     if path.exists():
         try:
             old = json.loads(path.read_text(encoding="utf-8"))
         except (json.JSONDecodeError, UnicodeDecodeError):
             old = {}
         old = old if isinstance(old, dict) else {}
-        diff = _differences(
+        diff = search.config_differences(
             {k: v for k, v in old.items() if k not in IGNORED},
             {k: v for k, v in new.items() if k not in IGNORED},
         )
@@ -538,9 +524,9 @@ def _reference_results(cfg: CorrelationConfig, ref: Path) -> dict[int, dict]:
     if not path.is_file():
         raise _fail("E0706", "not an experiment folder (no config.json)", ref)
     old = json.loads(path.read_text(encoding="utf-8"))
-    mine = _normal(cfg.to_json())
+    mine = search.as_json(cfg.to_json())
     keys = ("dataset", "seed", "val_size", "space", "final")
-    diff = _differences(
+    diff = search.config_differences(
         {k: old.get("search", {}).get(k) for k in keys} | {"test_images": old.get("test_images")},
         {k: mine["search"][k] for k in keys} | {"test_images": mine["test_images"]},
     )
@@ -563,6 +549,8 @@ def run_correlation(cfg: CorrelationConfig, out: Path, name: str = "correlation"
     """The correlation experiment; returns its summary (also written to summary.json)."""
     if cfg.every < 1:
         raise _fail("E0704", f"--every must be at least 1, got {cfg.every}")
+    if cfg.jobs < 1:
+        raise _fail("E0704", f"--jobs must be at least 1, got {cfg.jobs}")
     trained = -(-cfg.search.score.archs // cfg.every)
     if cfg.reference is None and trained < 3:
         raise _fail(

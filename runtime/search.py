@@ -94,6 +94,127 @@ class SearchConfig:
         return dataclasses.asdict(self)
 
 
+# the command-line flag that sets a config field, for messages about it
+_FLAGS = {
+    "seed": "--seed",
+    "train.epochs": "--epochs",
+    "score.archs": "--archs",
+    "score.refine": "--refine",
+    "score.bn_batches": "--bn-batches",
+    "score.z_samples": "--z-samples",
+    "final.epochs": "--final-epochs",
+    "final.lr": "--lr",
+}
+
+
+def _count(least: int):
+    def ok(v) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool) and v >= least
+
+    return ok, f"at least {least}"
+
+
+def _optional_count(least: int):
+    ok, _ = _count(least)
+    return (lambda v: v is None or ok(v)), f"None or at least {least}"
+
+
+def _number(low: float, high: float, low_open: bool, high_open: bool):
+    def ok(v) -> bool:
+        if not isinstance(v, int | float) or isinstance(v, bool) or not math.isfinite(v):
+            return False
+        return (v > low if low_open else v >= low) and (v < high if high_open else v <= high)
+
+    if math.isinf(high):
+        return ok, ("a positive number" if low_open else "a number of at least 0")
+    return ok, f"in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+
+
+def _pair(rule):
+    ok, wanted = rule
+
+    def both(v) -> bool:
+        return isinstance(v, tuple | list) and len(v) == 2 and all(ok(x) for x in v)
+
+    return both, f"two numbers {wanted}"
+
+
+def _one_of(*names: str):
+    return (lambda v: v in names), "one of " + ", ".join(names)
+
+
+def config_problems(cfg: SearchConfig) -> list[str]:
+    """Every setting of ``cfg`` out of its range, one message each, naming the flag that sets
+    it where there is one (empty when all are fine). The search space and the HyperNet are
+    checked where they are built."""
+    inf = math.inf
+    t, s, f = cfg.train, cfg.score, cfg.final
+    rules = [
+        ("seed", cfg.seed, _count(0)),
+        ("device", cfg.device, _one_of("cpu", "cuda", "auto")),
+        ("precision", cfg.precision, _one_of("auto", "fp32", "bf16")),
+        ("val_size", cfg.val_size, _count(1)),
+        ("train.epochs", t.epochs, _count(1)),
+        ("train.batch_size", t.batch_size, _count(1)),
+        ("train.lr", t.lr, _number(0, inf, True, True)),
+        ("train.betas", t.betas, _pair(_number(0, 1, False, True))),
+        ("train.eps", t.eps, _number(0, inf, True, True)),
+        ("train.weight_decay", t.weight_decay, _number(0, inf, False, True)),
+        ("train.steps_per_epoch", t.steps_per_epoch, _optional_count(1)),
+        ("score.archs", s.archs, _count(1)),
+        ("score.val_images", s.val_images, _optional_count(1)),
+        ("score.batch_size", s.batch_size, _count(1)),
+        ("score.refine", s.refine, _count(0)),
+        ("score.perturb", s.perturb, _number(0, 1, True, False)),
+        ("score.top", s.top, _count(1)),
+        ("score.bn_batches", s.bn_batches, _count(0)),
+        ("score.z_samples", s.z_samples, _count(1)),
+        ("final.epochs", f.epochs, _count(1)),
+        ("final.batch_size", f.batch_size, _count(1)),
+        ("final.lr", f.lr, _number(0, inf, True, True)),
+        ("final.momentum", f.momentum, _number(0, 1, False, True)),
+        ("final.weight_decay", f.weight_decay, _number(0, inf, False, True)),
+        ("final.train_images", f.train_images, _optional_count(1)),
+    ]
+    problems = []
+    for name, value, (ok, wanted) in rules:
+        if not ok(value):
+            flag = _FLAGS.get(name)
+            said = (
+                f"{flag} must be {wanted}, got {value!r} ({name})"
+                if flag
+                else (f"{name} must be {wanted}, got {value!r}")
+            )
+            problems.append(said)
+    if f.nesterov and f.momentum == 0:
+        problems.append("final.nesterov needs a final.momentum above 0")
+    return problems
+
+
+def check_config(cfg: SearchConfig) -> None:
+    """Raises a SmashError (E0704, one diagnostic per setting) when ``cfg`` has settings out
+    of range: before any data is loaded or anything is written."""
+    span = Span("<command line>", 1, 1, 1, 1)
+    problems = config_problems(cfg)
+    if problems:
+        raise SmashError([error("E0704", p, span) for p in problems])
+
+
+def config_differences(old, new, at: str = "") -> list[str]:
+    """``path old -> new`` for every leaf where two configs in their JSON form differ."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        out = []
+        for k in sorted(set(old) | set(new)):
+            out += config_differences(old.get(k), new.get(k), f"{at}.{k}" if at else k)
+        return out
+    return [] if old == new else [f"{at} {json.dumps(old)} -> {json.dumps(new)}"]
+
+
+def as_json(obj) -> object:
+    """``obj`` as it reads back from JSON (tuples become lists)."""
+    return json.loads(json.dumps(obj))
+
+
 DEMO_SPACE = SearchSpace(
     unit=4,
     max_units=32,
@@ -845,10 +966,47 @@ def prepare(cfg: SearchConfig) -> tuple[SearchConfig, Dataset, Subset, Subset]:
     """Loads the dataset and adapts the space's input shape and classes to it."""
     from smashc.runtime.data import load
 
+    check_config(cfg)
     ds = load(cfg.dataset, cfg.data_dir)
     cfg = replace(cfg, space=replace(cfg.space, input=ds.shape, classes=ds.classes))
     train, val = split(ds, cfg.val_size, cfg.seed)
     return cfg, ds, train, val
+
+
+# where a run reads its data and what computes it: a resumed run may change these
+RESUME_MAY_CHANGE = ("data_dir", "device")
+
+
+def check_resumable(out: Path, cfg: SearchConfig) -> None:
+    """Raises a SmashError (E0707) unless ``out`` holds a run started with ``cfg`` (resolved
+    as ``search`` resolves it), all but ``RESUME_MAY_CHANGE`` the same: resuming with
+    other settings would mix two runs, and resuming a folder without a run would quietly
+    start a new one."""
+    path = out / "config.json"
+    try:
+        old = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        msg = (
+            f"nothing to resume: {out} holds no search run (no config.json); "
+            "leave out --resume to start one"
+        )
+        raise SmashError([error("E0707", msg, Span(str(out), 1, 1, 1, 1))]) from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        msg = f"cannot read the run's settings to resume it: {exc}"
+        raise SmashError([error("E0707", msg, Span(str(path), 1, 1, 1, 1))]) from None
+    if not isinstance(old, dict):
+        old = {}
+    diff = config_differences(
+        {k: v for k, v in old.items() if k not in RESUME_MAY_CHANGE},
+        {k: v for k, v in as_json(cfg.to_json()).items() if k not in RESUME_MAY_CHANGE},
+    )
+    if diff:
+        shown = "; ".join(diff[:4]) + ("; ..." if len(diff) > 4 else "")
+        msg = (
+            f"{out} holds a run with other settings ({shown}): resume with the preset and "
+            "flags it was started with, or leave out --resume to start over"
+        )
+        raise SmashError([error("E0707", msg, Span(str(path), 1, 1, 1, 1))])
 
 
 def search(cfg: SearchConfig, out: Path, resume: bool = False, final: bool = True) -> dict:
@@ -857,6 +1015,8 @@ def search(cfg: SearchConfig, out: Path, resume: bool = False, final: bool = Tru
     device = resolve_device(cfg.device)
     cfg = replace(cfg, precision=run_precision(cfg.precision, device, out if resume else None))
     cfg, ds, train, val = prepare(cfg)
+    if resume:
+        check_resumable(out, cfg)
     out.mkdir(parents=True, exist_ok=True)
     if not resume:  # a fresh run never reuses another run's results
         for stale in ("checkpoint.pt", "train.jsonl", "scores.jsonl", "summary.json"):

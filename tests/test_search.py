@@ -352,6 +352,44 @@ def test_fresh_search_into_an_old_folder_does_not_reuse_its_scores(resumed, tmp_
     assert got[0] == want
 
 
+def _snapshot(folder: Path) -> dict[str, bytes]:
+    return {str(f.relative_to(folder)): f.read_bytes() for f in folder.rglob("*") if f.is_file()}
+
+
+@pytest.mark.parametrize(
+    "flags,changed",
+    [(["--seed", "1"], "seed 0 -> 1"), (["--archs", "3"], "score.archs 4 -> 3")],
+    ids=["seed", "archs"],
+)
+def test_resume_with_other_settings_is_refused_and_touches_nothing(
+    resumed, tmp_path, capsys, flags, changed
+):
+    d = tmp_path / "B"
+    shutil.copytree(resumed["B"], d)
+    before = _snapshot(d)
+    code, out, err = run_main([*RESUME_ARGS, "--resume", "--out", str(d), *flags], capsys)
+    assert code == 1, err
+    assert re.search(r"config\.json:1:1: error\[E0707\]: .*other settings", err), err
+    assert changed in err and "Traceback" not in err
+    assert _snapshot(d) == before
+
+
+def test_resume_may_change_the_device(resumed, tmp_path, capsys):
+    d = tmp_path / "B"
+    shutil.copytree(resumed["B"], d)
+    code, _, err = run_main([*RESUME_ARGS, "--resume", "--out", str(d), "--device", "cpu"], capsys)
+    assert code == 0, err
+    assert (d / "ranking.csv").read_text() == (resumed["B"] / "ranking.csv").read_text()
+
+
+def test_resume_without_a_run_is_refused(tmp_path, capsys):
+    d = tmp_path / "typo"
+    code, _, err = run_main(["search", "--preset", "smoke", "--resume", "--out", str(d)], capsys)
+    assert code == 1
+    assert "error[E0707]: nothing to resume" in err, err
+    assert not d.exists()
+
+
 # --- smashc train ---------------------------------------------------------------------------
 
 
@@ -450,6 +488,21 @@ ERRORS = [
         ["search", "--bogus"], r"smashc: error: unrecognized arguments: --bogus", id="bad-flag"
     ),
     pytest.param(
+        ["search", "--preset", "smoke", "--archs", "0"],
+        r"<command line>:1:1: error\[E0704\]: --archs must be at least 1, got 0 \(score\.archs\)",
+        id="archs-0",
+    ),
+    pytest.param(
+        ["search", "--preset", "smoke", "--seed", "-1", "--refine", "-2"],
+        r"--seed must be at least 0, got -1 \(seed\)\n(.*\n)*.*--refine must be at least 0",
+        id="two-bad-flags",
+    ),
+    pytest.param(
+        ["train", str(ROOT / "examples" / "resnet20.smash"), "--preset", "smoke", "--lr", "0"],
+        r"error\[E0704\]: --lr must be a positive number, got 0\.0 \(final\.lr\)",
+        id="train-lr-0",
+    ),
+    pytest.param(
         ["search", "--epochs", "many"],
         r"smashc search: error: argument --epochs: invalid int value: 'many'",
         id="bad-value",
@@ -470,7 +523,7 @@ def test_user_errors_exit_1_with_a_readable_message(args, message, tmp_path, mon
     assert "Traceback" not in err
     assert re.search(message, err), err
     assert out == ""
-    assert not (tmp_path / "runs" / "train").exists()
+    assert not (tmp_path / "runs").exists()
 
 
 @pytest.mark.parametrize("args", [["train", "missing.smash"], ["search", "--bogus"]])
@@ -495,3 +548,72 @@ def test_train_points_at_the_input_or_classes_line_that_does_not_fit(tmp_path, c
     assert main(["train", str(fixed), "--preset", "smoke", "--out", str(tmp_path / "b")]) == 1
     err = capsys.readouterr().err
     assert re.search(r"resnet_small\.smash:8:5: error\[E0704\]: .* 7 classes", err), err
+
+
+# --- checking a run's settings --------------------------------------------------------------
+
+BAD_SETTINGS = [
+    ("seed", -1),
+    ("device", "tpu"),
+    ("precision", "fp16"),
+    ("val_size", 0),
+    ("train.epochs", 0),
+    ("train.batch_size", 0),
+    ("train.lr", 0.0),
+    ("train.lr", float("nan")),
+    ("train.betas", (1.0, 0.999)),
+    ("train.betas", (0.5, -0.1)),
+    ("train.eps", 0.0),
+    ("train.weight_decay", -1e-4),
+    ("train.steps_per_epoch", 0),
+    ("score.archs", 0),
+    ("score.archs", 2.5),
+    ("score.archs", True),
+    ("score.val_images", 0),
+    ("score.batch_size", 0),
+    ("score.refine", -1),
+    ("score.perturb", 0.0),
+    ("score.perturb", 1.5),
+    ("score.top", 0),
+    ("score.bn_batches", -1),
+    ("score.z_samples", 0),
+    ("final.epochs", 0),
+    ("final.batch_size", 0),
+    ("final.lr", -0.1),
+    ("final.momentum", 1.0),
+    ("final.weight_decay", float("inf")),
+    ("final.train_images", 0),
+]
+
+
+def _with(cfg, path: str, value):
+    from dataclasses import replace
+
+    head, _, rest = path.partition(".")
+    if not rest:
+        return replace(cfg, **{head: value})
+    return replace(cfg, **{head: _with(getattr(cfg, head), rest, value)})
+
+
+@pytest.mark.parametrize("field,value", BAD_SETTINGS, ids=lambda v: str(v))
+def test_each_out_of_range_setting_is_named(field, value):
+    from smashc.runtime.search import PRESETS, config_problems
+
+    problems = config_problems(_with(PRESETS["smoke"], field, value))
+    assert len(problems) == 1, problems
+    assert field in problems[0] and repr(value) in problems[0], problems
+
+
+def test_presets_and_nesterov_without_momentum():
+    from smashc.runtime.search import PRESETS, config_problems
+
+    for name, cfg in PRESETS.items():
+        assert config_problems(cfg) == [], name
+    problems = config_problems(_with(PRESETS["smoke"], "final.momentum", 0.0))
+    assert problems == ["final.nesterov needs a final.momentum above 0"]
+    assert (
+        config_problems(
+            _with(_with(PRESETS["smoke"], "final.momentum", 0.0), "final.nesterov", False)
+        )
+        == []
+    )
