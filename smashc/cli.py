@@ -624,3 +624,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except _UsageError as exc:
         print(exc.render(), file=sys.stderr)
         return 1
+    except OSError as exc:  # what escapes the commands: an output they cannot write
+        print(_write_error(exc).render(), file=sys.stderr)
+        return 1
+
+
+def _write_error(exc: OSError) -> SmashError:
+    """E0306 at the path the system refused (``--out``, ``-o`` or a file below them)."""
+    where = "<command line>" if exc.filename is None else str(exc.filename)
+    reason = exc.strerror or str(exc)
+    if isinstance(exc, FileExistsError | NotADirectoryError):
+        reason = "a file is in the way where a folder is needed"
+    return SmashError([error("E0306", f"cannot write here: {reason}", Span(where, 1, 1, 1, 1))])

@@ -143,6 +143,29 @@ def test_missing_file(tmp_path, capsys, monkeypatch):
     assert err.startswith("nowhere.smash:1:1: error[E0305]: cannot read file: ")
 
 
+@pytest.mark.parametrize(
+    "argv,where",
+    [
+        (["search", "--preset", "smoke", "--out", "blocker"], "blocker"),
+        (["search", "--preset", "smoke", "--out", "blocker/run"], "blocker/run"),
+        (["train", "EX", "--preset", "smoke", "--out", "blocker/run"], "blocker/run"),
+        (["compile", "EX", "-o", "blocker/pkg"], "blocker/pkg"),
+        (["visualize", "EX", "-o", "blocker/d.svg"], "blocker"),
+    ],
+    ids=["search-out-is-a-file", "search-out-below-a-file", "train", "compile", "visualize"],
+)
+def test_an_output_that_cannot_be_written_is_reported(argv, where, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "blocker").write_text("a file, not a folder\n")
+    example = str(ROOT / "examples" / "resnet20.smash")
+    rc = main([example if a == "EX" else a for a in argv])
+    out, err = capsys.readouterr()
+    assert rc == 1
+    head = f"{where}:1:1: error[E0306]: cannot write here: a file is in the way"
+    assert err.startswith(head), err
+    assert "Traceback" not in err and out == ""
+
+
 def test_several_files_report_each(capsys, monkeypatch):
     """``smashc check`` goes on after a failing file and exits 1."""
     monkeypatch.chdir(ROOT)
