@@ -398,16 +398,7 @@ def train_smash(
 
     model.train()
     pool = ThreadPoolExecutor(1)  # compiles the next architecture while this step computes
-    # Ctrl-C only raises a flag; the loop stops between steps, so the checkpoint never holds
-    # a half-applied update. A second Ctrl-C interrupts at once.
-    stop = {"requested": False}
-
-    def on_sigint(signum, frame):
-        if stop["requested"]:
-            raise KeyboardInterrupt
-        stop["requested"] = True
-
-    previous = signal.signal(signal.SIGINT, on_sigint) if _main_thread() else None
+    stop = StopFlag().install()
     try:
         for epoch in range(epoch0, t.epochs):
             first = step0 if epoch == epoch0 else 0
@@ -425,7 +416,7 @@ def train_smash(
                 if step >= per_epoch:
                     break
                 g = epoch * per_epoch + step
-                if stop["requested"]:
+                if stop.requested:
                     bar.close()
                     save(epoch, step)
                     raise Interrupted
@@ -464,13 +455,33 @@ def train_smash(
         raise Interrupted from None
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
-        if previous is not None:
-            signal.signal(signal.SIGINT, previous)
+        stop.uninstall()
     return model
 
 
-def _main_thread() -> bool:
-    return threading.current_thread() is threading.main_thread()
+class StopFlag:
+    """Ctrl-C as a request: the first only sets ``requested``, which a training loop checks
+    between steps, so its checkpoint never holds a half-applied update; a second interrupts
+    at once. Installed only in the main thread (where Python delivers signals)."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous = None
+
+    def install(self) -> StopFlag:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._on_sigint)
+        return self
+
+    def uninstall(self) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+            self._previous = None
+
+    def _on_sigint(self, signum, frame) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
 
 
 # --- scoring, ranking, refinement -----------------------------------------------------------
@@ -851,10 +862,15 @@ def train_final(
     out: Path,
     device,
     file: str = "final.smash",
+    resume: bool = False,
 ) -> dict:
     """Trains one architecture normally; writes metrics, curves and the exported model.
 
-    The architecture's input and classes must match the dataset's (SmashError otherwise)."""
+    A checkpoint (``out/checkpoint.pt``) is written after every epoch and where Ctrl-C
+    stops the training (``Interrupted``); with ``resume`` the training goes on from it, and
+    ends as an uninterrupted one would. Without ``resume`` an earlier training in ``out``
+    is discarded. The architecture's input and classes must match the dataset's
+    (SmashError otherwise)."""
     from smashc.backends import kernels
     from smashc.backends.export import export_package
     from smashc.backends.fx import class_name, to_fx
@@ -863,6 +879,10 @@ def train_final(
     from smashc.pipeline import compile_program
 
     out.mkdir(parents=True, exist_ok=True)
+    ckpt = out / "checkpoint.pt"
+    if not resume:
+        for stale in ("checkpoint.pt", "final.jsonl", "final.json"):
+            (out / stale).unlink(missing_ok=True)
     fc = cfg.final
     torch.manual_seed(_seed(cfg.seed, 7))
     base = Path(file).resolve().parent if file != "final.smash" else None
@@ -891,37 +911,88 @@ def train_final(
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total) / total))
     )
-    history = []
-    for epoch in range(fc.epochs):
-        net.train()
-        run_loss = run_acc = n = 0.0
-        for x, y in tqdm(
-            batches.epoch(epoch),
-            total=len(batches),
-            desc=f"final {epoch + 1}/{fc.epochs}",
-            unit="batch",
-            dynamic_ncols=True,
-        ):
-            with precision.autocast(cfg.precision, device):
-                logits = net(x)
-                loss = F.cross_entropy(logits, y)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            run_loss += loss.item()
-            run_acc += (logits.argmax(1) == y).float().mean().item()
-            n += 1
-        val_loss, val_acc = evaluate(net, val_batches)
-        rec = {
-            "epoch": epoch + 1,
-            "train_loss": run_loss / n,
-            "train_acc": run_acc / n,
-            "val_loss": val_loss,
-            "val_acc": val_acc,
-        }
-        history.append(rec)
-        _append_jsonl(out / "final.jsonl", rec)
+    # finished epochs' records, and the current epoch's running sums (loss, accuracy, batches)
+    history: list[dict] = []
+    sums = [0.0, 0.0, 0]
+    epoch0 = step0 = 0
+    if resume and ckpt.exists():
+        state = torch.load(ckpt, map_location=device, weights_only=True)
+        if state["source"] != source:
+            msg = f"{out} holds the training of another architecture: leave out --resume"
+            raise SmashError([error("E0707", msg, Span(str(ckpt), 1, 1, 1, 1))])
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["opt"])
+        sched.load_state_dict(state["sched"])
+        epoch0, step0, sums, history = (
+            state["epoch"],
+            state["step"],
+            state["sums"],
+            state["history"],
+        )
+        if epoch0 < fc.epochs:
+            print(f"resuming the final training at epoch {epoch0 + 1}, batch {step0}")
+        else:
+            print("the final training had finished: evaluating and exporting it")
+    # the log holds exactly the finished epochs (a killed run may have logged one more)
+    (out / "final.jsonl").write_text(
+        "".join(json.dumps(rec) + "\n" for rec in history), encoding="utf-8"
+    )
+    (out / "architecture.smash").write_text(source, encoding="utf-8")
+
+    def save(epoch: int, step: int) -> None:
+        state = {"model": model.state_dict(), "opt": opt.state_dict()}
+        state.update(sched=sched.state_dict(), epoch=epoch, step=step, sums=sums)
+        _atomic_save({**state, "history": history, "source": source}, ckpt)
+
+    stop = StopFlag().install()
+    try:
+        for epoch in range(epoch0, fc.epochs):
+            first = step0 if epoch == epoch0 else 0
+            if first == 0:
+                sums = [0.0, 0.0, 0]
+            net.train()
+            bar = tqdm(
+                total=len(batches),
+                initial=first,
+                desc=f"final {epoch + 1}/{fc.epochs}",
+                unit="batch",
+                dynamic_ncols=True,
+            )
+            for step, (x, y) in enumerate(batches.epoch(epoch, start=first), start=first):
+                if stop.requested:
+                    bar.close()
+                    save(epoch, step)
+                    raise Interrupted
+                with precision.autocast(cfg.precision, device):
+                    logits = net(x)
+                    loss = F.cross_entropy(logits, y)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                sched.step()
+                sums = [
+                    sums[0] + loss.item(),
+                    sums[1] + (logits.argmax(1) == y).float().mean().item(),
+                    sums[2] + 1,
+                ]
+                bar.update(1)
+            bar.close()
+            val_loss, val_acc = evaluate(net, val_batches)
+            n = max(sums[2], 1)
+            rec = {
+                "epoch": epoch + 1,
+                "train_loss": sums[0] / n,
+                "train_acc": sums[1] / n,
+                "val_loss": val_loss,
+                "val_acc": val_acc,
+            }
+            history.append(rec)
+            _append_jsonl(out / "final.jsonl", rec)
+            save(epoch + 1, 0)
+    except KeyboardInterrupt:
+        raise Interrupted from None
+    finally:
+        stop.uninstall()
     test_loss, test_acc = evaluate(net, test_batches)
     params, macs = report.totals(ir)
     summary = {
@@ -934,7 +1005,6 @@ def train_final(
         "trained_in": precision.resolve(cfg.precision, device),  # evaluated in fp32
     }
     (out / "final.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
-    (out / "architecture.smash").write_text(source, encoding="utf-8")
     _curves(history, out / "curves.png")
     export_package(model.eval().cpu(), out / "model", class_name(ir.name), dump(ir))
     return summary
@@ -987,7 +1057,7 @@ def check_resumable(out: Path, cfg: SearchConfig) -> None:
         old = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         msg = (
-            f"nothing to resume: {out} holds no search run (no config.json); "
+            f"nothing to resume: {out} holds no run (no config.json); "
             "leave out --resume to start one"
         )
         raise SmashError([error("E0707", msg, Span(str(out), 1, 1, 1, 1))]) from None
@@ -1024,10 +1094,13 @@ def search(cfg: SearchConfig, out: Path, resume: bool = False, final: bool = Tru
     (out / "config.json").write_text(json.dumps(cfg.to_json(), indent=2) + "\n", encoding="utf-8")
     model = train_smash(cfg, ds, train, out, resume, device)
     _training_curve(out / "train.jsonl", out / "train.png")
-    scored = score_all(model, cfg, val, ds, out, device, train)
-    best = min(scored, key=lambda s: (s.error, s.index))
-    if cfg.score.refine:
-        scored += refine(model, best, cfg, val, ds, out, device, cfg.score.archs, train)
+    try:  # each architecture's score is kept in scores.jsonl as soon as it is known
+        scored = score_all(model, cfg, val, ds, out, device, train)
+        best = min(scored, key=lambda s: (s.error, s.index))
+        if cfg.score.refine:
+            scored += refine(model, best, cfg, val, ds, out, device, cfg.score.archs, train)
+    except KeyboardInterrupt:
+        raise Interrupted from None
     rows = write_ranking(scored, out, cfg.score.top)
     winner = rows[0]
     diagram = out / "top" / "rank1.png"
@@ -1041,7 +1114,9 @@ def search(cfg: SearchConfig, out: Path, resume: bool = False, final: bool = Tru
     if (out / "train.png").exists():  # not after zero steps
         summary["training_curve"] = str(out / "train.png")
     if final:
-        result = train_final(winner[1].text, cfg, ds, train, val, out / "final", device)
+        result = train_final(
+            winner[1].text, cfg, ds, train, val, out / "final", device, resume=resume
+        )
         summary.update(final_test_accuracy=result["test_acc"], final_dir=str(out / "final"))
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     return summary

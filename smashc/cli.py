@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import json
 import shlex
 import sys
 from collections.abc import Sequence
@@ -270,10 +271,7 @@ def cmd_search(args: argparse.Namespace) -> int:
         print(exc.render(), file=sys.stderr)
         return 1
     except search.Interrupted:
-        argv = [a for a in args.argv if a != "--resume"]
-        again = shlex.join(["smashc", argv[0], "--resume", *argv[1:]])
-        print(f"interrupted; checkpoint saved. Continue with: {again}", file=sys.stderr)
-        return 130
+        return _interrupted(args.argv)
     print(f"ranking:            {summary['ranking']}")
     err = summary["best_smash_error"]
     print(f"best architecture:  {summary['best_smash']} (SMASH error {err:.3f})")
@@ -289,6 +287,14 @@ def cmd_search(args: argparse.Namespace) -> int:
     return 0
 
 
+def _interrupted(argv: list[str]) -> int:
+    """Ctrl-C: what was saved, and the command line that goes on from it."""
+    argv = [a for a in argv if a != "--resume"]
+    again = shlex.join(["smashc", argv[0], "--resume", *argv[1:]])
+    print(f"interrupted; the work so far is saved. Continue with: {again}", file=sys.stderr)
+    return 130
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from dataclasses import replace
     from pathlib import Path
@@ -302,12 +308,23 @@ def cmd_train(args: argparse.Namespace) -> int:
         name, text = read_source(args.file)
         expand(load_file(args.file))  # located errors before any data is loaded
         device = search.resolve_device(cfg.device)
-        cfg = replace(cfg, precision=search.run_precision(cfg.precision, device))
+        resumed = out if args.resume else None
+        cfg = replace(cfg, precision=search.run_precision(cfg.precision, device, resumed))
         cfg, ds, train, val = search.prepare(cfg)
-        result = search.train_final(text, cfg, ds, train, val, out, device, file=name)
+        if args.resume:
+            search.check_resumable(out, cfg)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "config.json").write_text(
+            json.dumps(cfg.to_json(), indent=2) + "\n", encoding="utf-8"
+        )
+        result = search.train_final(
+            text, cfg, ds, train, val, out, device, file=name, resume=args.resume
+        )
     except SmashError as exc:
         print(exc.render(), file=sys.stderr)
         return 1
+    except search.Interrupted:
+        return _interrupted(args.argv)
     print(f"test accuracy {result['test_acc']:.4f}; model, curves and metrics in {out}")
     return 0
 
@@ -550,6 +567,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--out", default="runs/train", help="output folder (default: runs/train)")
     t.add_argument("--final-epochs", "--epochs", dest="final_epochs", type=int)
     t.add_argument("--lr", type=float)
+    t.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
     t.set_defaults(run=cmd_train)
 
     x = sub.add_parser("experiment", help="the paper's experiments on the SMASH score")
@@ -627,6 +645,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:  # what escapes the commands: an output they cannot write
         print(_write_error(exc).render(), file=sys.stderr)
         return 1
+    except KeyboardInterrupt:  # outside the loops that save their work on Ctrl-C
+        print("interrupted", file=sys.stderr)
+        return 130
 
 
 def _write_error(exc: OSError) -> SmashError:

@@ -12,6 +12,7 @@ The subprocesses run with ``OMP_NUM_THREADS=1``: these networks are tiny, and on
 
 from __future__ import annotations
 
+import copy
 import csv
 import json
 import os
@@ -390,6 +391,119 @@ def test_resume_without_a_run_is_refused(tmp_path, capsys):
     assert not d.exists()
 
 
+def test_ctrl_c_while_scoring_keeps_the_scores_and_hints_resume(tmp_path, capsys, monkeypatch):
+    from smashc.runtime import search
+
+    scored = []
+    real = search.smash_error
+
+    def second_is_interrupted(*args, **kwargs):
+        if len(scored) == 1:
+            raise KeyboardInterrupt  # as Ctrl-C raises it in the middle of scoring
+        scored.append(real(*args, **kwargs))
+        return scored[-1]
+
+    monkeypatch.setattr(search, "smash_error", second_is_interrupted)
+    out = tmp_path / "run"
+    code, _, err = run_main([*RESUME_ARGS, "--epochs", "1", "--out", str(out)], capsys)
+    assert code == 130, err
+    assert "Traceback" not in err
+    assert "interrupted; the work so far is saved" in err and "--resume" in err
+    assert len(jsonl(out / "scores.jsonl")) == 1
+
+
+# --- final training: checkpoints and resuming -----------------------------------------------
+
+FINAL_EPOCHS = 3
+
+
+@pytest.fixture(scope="module")
+def final_setup():
+    from dataclasses import replace
+
+    from smashc.frontend.printer import module as print_module
+    from smashc.runtime import search
+    from smashc.runtime.sampler import Sampler
+
+    cfg = search.PRESETS["smoke"]
+    cfg = replace(cfg, precision="fp32", final=replace(cfg.final, epochs=FINAL_EPOCHS))
+    cfg, ds, train, val = search.prepare(cfg)
+    source = print_module(Sampler(cfg.space, 5).sample(1.0, name="final_test"))
+    return cfg, ds, train, val, source
+
+
+def _train_final(final_setup, out: Path, resume: bool = False) -> dict:
+    from smashc.runtime import search
+
+    cfg, ds, train, val, source = final_setup
+    return search.train_final(source, cfg, ds, train, val, out, torch.device("cpu"), resume=resume)
+
+
+def test_final_training_stopped_by_ctrl_c_resumes_to_the_same_result(
+    final_setup, tmp_path, monkeypatch
+):
+    from smashc.runtime import precision, search
+
+    a, b = tmp_path / "A", tmp_path / "B"
+    whole = _train_final(final_setup, a)
+    real = precision.autocast
+    calls = []
+
+    def ctrl_c_at_batch_six(*args, **kwargs):  # epoch 2 of 3, third of four batches
+        calls.append(1)
+        if len(calls) == 6:
+            signal.raise_signal(signal.SIGINT)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(precision, "autocast", ctrl_c_at_batch_six)
+    with pytest.raises(search.Interrupted):
+        _train_final(final_setup, b)
+    monkeypatch.setattr(precision, "autocast", real)
+    state = torch.load(b / "checkpoint.pt", weights_only=True)
+    assert (state["epoch"], state["step"]) == (1, 2)  # mid-epoch: batch 6 ran, then it stopped
+    assert len(jsonl(b / "final.jsonl")) == 1
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+    resumed = _train_final(final_setup, b, resume=True)
+    assert resumed == whole
+    assert (b / "final.jsonl").read_text() == (a / "final.jsonl").read_text()
+    wa, wb = (torch.load(d / "model" / "weights.pt", weights_only=True) for d in (a, b))
+    assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+def test_final_training_killed_after_an_epoch_resumes_from_its_checkpoint(
+    final_setup, tmp_path, monkeypatch
+):
+    """A kill leaves the checkpoint of the last finished epoch, and log lines after it."""
+    from smashc.runtime import search
+
+    a, b = tmp_path / "A", tmp_path / "B"
+    whole = _train_final(final_setup, a)
+    saved = []
+    real = search._atomic_save
+
+    def keep_a_copy(obj, path):
+        saved.append(copy.deepcopy(obj))  # state dicts hold the live tensors
+        real(obj, path)
+
+    monkeypatch.setattr(search, "_atomic_save", keep_a_copy)
+    _train_final(final_setup, b)
+    monkeypatch.setattr(search, "_atomic_save", real)
+    after_epoch_1 = [st for st in saved if (st["epoch"], st["step"]) == (1, 0)]
+    assert len(after_epoch_1) == 1
+    torch.save(after_epoch_1[0], b / "checkpoint.pt")  # as if killed in epoch 2 or 3
+    (b / "final.json").unlink()
+    assert len(jsonl(b / "final.jsonl")) == FINAL_EPOCHS  # logged beyond the checkpoint
+    assert _train_final(final_setup, b, resume=True) == whole
+    assert (b / "final.jsonl").read_text() == (a / "final.jsonl").read_text()
+
+
+def test_training_twice_into_one_folder_starts_over(final_setup, tmp_path):
+    _train_final(final_setup, tmp_path / "A")
+    _train_final(final_setup, tmp_path / "A")
+    assert [r["epoch"] for r in jsonl(tmp_path / "A" / "final.jsonl")] == [1, 2, 3]
+
+
 # --- smashc train ---------------------------------------------------------------------------
 
 
@@ -408,12 +522,33 @@ def test_train_command_trains_and_exports(smoke, tmp_path):
     assert len(jsonl(out / "final.jsonl")) == 1
     assert (out / "curves.png").stat().st_size > 0
     assert (out / "architecture.smash").read_text() == arch.read_text()
+    config = json.loads((out / "config.json").read_text())
+    assert (config["final"]["epochs"], config["final"]["lr"]) == (1, 0.02)
     probe = "from model import load; import torch; print(load()(torch.zeros(1, 3, 16, 16)).shape)"
     run = subprocess.run(
         [sys.executable, "-c", probe], cwd=out, env=ENV, capture_output=True, text=True
     )
     assert run.returncode == 0, run.stderr
     assert run.stdout.strip() == "torch.Size([1, 10])"
+
+
+def test_train_resume_refuses_another_architecture(final_setup, tmp_path, capsys):
+    from smashc.frontend.printer import module as print_module
+    from smashc.runtime.sampler import Sampler
+
+    cfg = final_setup[0]
+    first, second = tmp_path / "first.smash", tmp_path / "second.smash"
+    first.write_text(final_setup[4])
+    second.write_text(print_module(Sampler(cfg.space, 6).sample(1.0, name="final_test")))
+    out = tmp_path / "run"
+    argv = ["train", "--preset", "smoke", "--epochs", "1", "--precision", "fp32", "--out", str(out)]
+    assert run_main([*argv, str(first)], capsys)[0] == 0
+    code, _, err = run_main([*argv, "--resume", str(second)], capsys)
+    assert code == 1
+    assert "checkpoint.pt:1:1: error[E0707]: " in err and "another architecture" in err, err
+    code, out_text, err = run_main([*argv, "--resume", str(first)], capsys)
+    assert code == 0, err
+    assert "the final training had finished: evaluating" in out_text
 
 
 def _variant(smoke, tmp_path: Path, edits: list[tuple[str, str]]) -> Path:
