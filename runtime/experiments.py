@@ -304,7 +304,7 @@ def smash_model(cfg: SearchConfig, ds: Dataset, train: Subset, out: Path, device
     )
     ckpt = folder / "checkpoint.pt"
     if ckpt.exists():
-        state = torch.load(ckpt, map_location="cpu", weights_only=True)
+        state = search.load_checkpoint(ckpt, "cpu")
         if state["epoch"] >= cfg.train.epochs:
             print(f"HyperNet training had finished: loading {ckpt}")
             return load_model(ckpt, cfg, device)
@@ -727,7 +727,7 @@ def run_corrupt(cfg: CorruptConfig, out: Path) -> dict:
     enc = scfg.space.encoding()
     fields = corruptible(enc)
     path = out / "corrupt.jsonl"
-    done = {(r["index"], r["field"], r["mode"]): r for r in _jsonl(path)}
+    done = {(r["index"], r["field"], r["mode"]): r for r in search.read_jsonl(path)}
     try:
         for i in tqdm(range(cfg.archs), desc="corrupting", unit="arch", dynamic_ncols=True):
             keys = [(i, "true", "-")] + [(i, f, m) for f in fields for m in cfg.modes]
@@ -758,12 +758,6 @@ def run_corrupt(cfg: CorruptConfig, out: Path) -> dict:
     except KeyboardInterrupt:
         raise search.Interrupted from None
     return _corrupt_report(cfg, out, done, fields)
-
-
-def _jsonl(path: Path) -> list[dict]:
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
 
 
 def _corrupt_report(cfg: CorruptConfig, out: Path, done: dict, fields) -> dict:
@@ -844,7 +838,7 @@ def run_arch_grad(cfg: ArchGradConfig, out: Path) -> dict:
     scfg = cfg.search
     enc = scfg.space.encoding()
     path = out / "arch_grad.jsonl"
-    done = {(r["index"], r["kind"], r["rank"]): r for r in _jsonl(path)}
+    done = {(r["index"], r["kind"], r["rank"]): r for r in search.read_jsonl(path)}
     try:
         for i in tqdm(range(cfg.archs), desc="arch-grad", unit="arch", dynamic_ncols=True):
             n = cfg.proposals

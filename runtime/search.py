@@ -294,6 +294,49 @@ def _append_jsonl(path: Path, record: dict) -> None:
         f.write(json.dumps(record) + "\n")
 
 
+def _damaged(path: Path, line: int, what: str) -> SmashError:
+    msg = f"{what}: this file of the run is damaged; delete it (or the run) to redo its work"
+    return SmashError([error("E0707", msg, Span(str(path), line, 1, line, 1))])
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    """The records of a log written by ``_append_jsonl`` (none if it does not exist).
+
+    A last line without its newline is a write the run did not finish (killed, disk full):
+    it is dropped, from the file too, so that the next record appended starts a line of its
+    own. Any other line that is not a JSON object is a SmashError (E0707) at that line."""
+    if not path.exists():
+        return []
+    text = path.read_text(encoding="utf-8", errors="replace")
+    lines = text.split("\n")
+    torn = lines.pop()  # "" when the file ends with a newline
+    records = []
+    for number, line in enumerate(lines, start=1):
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            rec = None
+        if not isinstance(rec, dict):
+            raise _damaged(path, number, "not a JSON record")
+        records.append(rec)
+    if torn:
+        path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    return records
+
+
+def load_checkpoint(path: Path, device) -> dict:
+    """``torch.load`` of a checkpoint this module wrote; a SmashError (E0707) if it cannot be
+    read."""
+    try:
+        state = torch.load(path, map_location=device, weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any failure to read it means the same to the user
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise _damaged(path, 1, f"cannot read this checkpoint ({first})") from None
+    if not isinstance(state, dict):
+        raise _damaged(path, 1, "not a checkpoint of this run")
+    return state
+
+
 # --- HyperNet training ----------------------------------------------------------------------
 
 
@@ -303,11 +346,9 @@ class Interrupted(Exception):
 
 def _truncate_log(path: Path, global_step: int) -> None:
     """Drops log lines of steps a killed run made after its last checkpoint (they rerun)."""
-    if not path.exists():
-        return
-    lines = path.read_text(encoding="utf-8").splitlines()
-    keep = [line for line in lines if json.loads(line)["global_step"] < global_step]
-    path.write_text("".join(line + "\n" for line in keep), encoding="utf-8")
+    keep = [rec for rec in read_jsonl(path) if rec.get("global_step", global_step) < global_step]
+    if path.exists():
+        path.write_text("".join(json.dumps(rec) + "\n" for rec in keep), encoding="utf-8")
 
 
 def _arch_for_step(space: SearchSpace, seed: int, step: int, progress: float) -> ast.Module:
@@ -371,12 +412,15 @@ def train_smash(
     ckpt = out / "checkpoint.pt"
     epoch0, step0 = 0, 0
     if resume and ckpt.exists():
-        state = torch.load(ckpt, map_location=device, weights_only=True)
+        state = load_checkpoint(ckpt, device)
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["opt"])
         sched.load_state_dict(state["sched"])
         epoch0, step0 = state["epoch"], state["step"]
-        print(f"resuming HyperNet training at epoch {epoch0}, step {step0}")
+        if epoch0 < t.epochs:
+            print(f"resuming HyperNet training at epoch {epoch0}, step {step0}")
+        else:
+            print("HyperNet training had finished: going on from its checkpoint")
         _truncate_log(out / "train.jsonl", epoch0 * per_epoch + step0)
     elif (out / "train.jsonl").exists():
         (out / "train.jsonl").unlink()
@@ -571,12 +615,12 @@ def score_one(
 
 
 def load_scores(path: Path) -> dict[int, Scored]:
-    if not path.exists():
-        return {}
     out = {}
-    for line in path.read_text(encoding="utf-8").splitlines():
-        rec = json.loads(line)
-        out[rec["index"]] = Scored(**rec)
+    for number, rec in enumerate(read_jsonl(path), start=1):
+        try:
+            out[rec["index"]] = Scored(**rec)
+        except (KeyError, TypeError):
+            raise _damaged(path, number, "not a score record") from None
     return out
 
 
@@ -800,7 +844,7 @@ def _training_curve(log: Path, path: Path) -> None:
     different architecture, so single steps are noisy."""
     plt = _pyplot()
 
-    records = [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines()]
+    records = read_jsonl(log)
     if not records:
         return
     steps = np.array([r["global_step"] for r in records])
@@ -916,7 +960,7 @@ def train_final(
     sums = [0.0, 0.0, 0]
     epoch0 = step0 = 0
     if resume and ckpt.exists():
-        state = torch.load(ckpt, map_location=device, weights_only=True)
+        state = load_checkpoint(ckpt, device)
         if state["source"] != source:
             msg = f"{out} holds the training of another architecture: leave out --resume"
             raise SmashError([error("E0707", msg, Span(str(ckpt), 1, 1, 1, 1))])

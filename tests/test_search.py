@@ -412,6 +412,40 @@ def test_ctrl_c_while_scoring_keeps_the_scores_and_hints_resume(tmp_path, capsys
     assert len(jsonl(out / "scores.jsonl")) == 1
 
 
+def test_a_torn_last_log_line_is_dropped_and_the_log_repaired(tmp_path):
+    from smashc.runtime.search import _append_jsonl, read_jsonl
+
+    log = tmp_path / "scores.jsonl"
+    _append_jsonl(log, {"index": 0})
+    with log.open("a") as f:
+        f.write('{"index": 1, "te')  # a write the run did not finish
+    assert read_jsonl(log) == [{"index": 0}]
+    _append_jsonl(log, {"index": 2})
+    assert read_jsonl(log) == [{"index": 0}, {"index": 2}]
+
+
+@pytest.mark.parametrize("bad", ["garbage", "[1, 2]", ""])
+def test_a_damaged_log_line_is_located(tmp_path, bad):
+    from smashc.diagnostics import SmashError
+    from smashc.runtime.search import read_jsonl
+
+    log = tmp_path / "train.jsonl"
+    log.write_text(f'{{"a": 1}}\n{bad}\n{{"a": 2}}\n')
+    with pytest.raises(SmashError) as info:
+        read_jsonl(log)
+    assert info.value.render().startswith(f"{log}:2:1: error[E0707]: not a JSON record")
+
+
+def test_resume_from_a_damaged_checkpoint_is_a_located_error(resumed, tmp_path, capsys):
+    d = tmp_path / "B"
+    shutil.copytree(resumed["B"], d)
+    ckpt = d / "checkpoint.pt"
+    ckpt.write_bytes(ckpt.read_bytes()[:1000])
+    code, _, err = run_main([*RESUME_ARGS, "--resume", "--out", str(d)], capsys)
+    assert code == 1 and "Traceback" not in err
+    assert err.startswith(f"{ckpt}:1:1: error[E0707]: cannot read this checkpoint"), err
+
+
 # --- final training: checkpoints and resuming -----------------------------------------------
 
 FINAL_EPOCHS = 3
