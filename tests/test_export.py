@@ -213,3 +213,15 @@ def test_load_after_reexport_to_the_same_folder(tmp_path):
     x = torch.randn(2, 3, 8, 8)
     with torch.no_grad():
         torch.testing.assert_close(model(x), gm(x))
+
+
+def test_load_names_what_a_folder_is_missing(tmp_path):
+
+    with pytest.raises(
+        FileNotFoundError, match=r"no exported smashc network: __init__\.py, module"
+    ):
+        smashc.load(tmp_path)
+    (tmp_path / "__init__.py").write_text("")
+    (tmp_path / "module.py").write_text("")
+    with pytest.raises(FileNotFoundError, match=r"network: weights\.pt missing"):
+        smashc.load(tmp_path)

@@ -108,6 +108,12 @@ def export_package(
 def load(path: str | Path, map_location: str = "cpu") -> nn.Module:
     """Imports an exported package from ``path`` and returns its network with weights."""
     path = Path(path).resolve()
+    missing = [f for f in ("__init__.py", "module.py", "weights.pt") if not (path / f).is_file()]
+    if missing:
+        raise FileNotFoundError(
+            f"{path} holds no exported smashc network: {', '.join(missing)} missing "
+            "(`smashc compile FILE -o DIR` and `smashc train` write one)"
+        )
     name = f"smashc_exported_{uuid.uuid4().hex}"  # a fresh name: a re-export is re-read
     spec = importlib.util.spec_from_file_location(
         name, path / "__init__.py", submodule_search_locations=[str(path)]
@@ -116,5 +122,9 @@ def load(path: str | Path, map_location: str = "cpu") -> nn.Module:
         raise ImportError(f"{path} is not an exported smashc package")
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
-    spec.loader.exec_module(module)
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[name]
+        raise
     return module.load(map_location)
