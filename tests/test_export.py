@@ -216,7 +216,6 @@ def test_load_after_reexport_to_the_same_folder(tmp_path):
 
 
 def test_load_names_what_a_folder_is_missing(tmp_path):
-
     with pytest.raises(
         FileNotFoundError, match=r"no exported smashc network: __init__\.py, module"
     ):
