@@ -12,6 +12,7 @@ import dataclasses
 import json
 import math
 import os
+import re
 import shutil
 import signal
 import threading
@@ -779,6 +780,50 @@ def refine(
     return tried
 
 
+# what a search writes into its folder; a fresh run removes these first, and nothing else
+_RUN_FILES = (
+    "checkpoint.pt",
+    "train.jsonl",
+    "train.png",
+    "scores.jsonl",
+    "scores.png",
+    "ranking.csv",
+    "summary.json",
+)
+_FINAL_FILES = (
+    "checkpoint.pt",
+    "final.json",
+    "final.jsonl",
+    "curves.png",
+    "architecture.smash",
+    "model/__init__.py",
+    "model/module.py",
+    "model/weights.pt",
+    "model/ir.txt",
+)
+_ARCH_FILE = re.compile(r"(sample|refine)\d{4,}\.smash")
+_TOP_FILE = re.compile(r"rank\d+\.(smash|png|dot)")
+
+
+def _remove_matching(folder: Path, pattern: re.Pattern) -> None:
+    if folder.is_dir():
+        for f in folder.iterdir():
+            if f.is_file() and pattern.fullmatch(f.name):
+                f.unlink()
+
+
+def clear_run(out: Path) -> None:
+    """Removes an earlier search's outputs from ``out``: the files a search writes, by name,
+    so that a fresh run leaves no stale architecture, diagram or final result behind, and
+    never anything else that lives there."""
+    for name in _RUN_FILES:
+        (out / name).unlink(missing_ok=True)
+    _remove_matching(out / "archs", _ARCH_FILE)
+    _remove_matching(out / "top", _TOP_FILE)
+    for name in _FINAL_FILES:
+        (out / "final" / name).unlink(missing_ok=True)
+
+
 def write_ranking(scored: list[Scored], out: Path, top: int) -> list[tuple[int, Scored, Path]]:
     """ranking.csv, the top architectures as .smash files and diagrams, a score histogram."""
     ranked = sorted(scored, key=lambda s: (s.error, s.index))
@@ -797,9 +842,8 @@ def write_ranking(scored: list[Scored], out: Path, top: int) -> list[tuple[int, 
                 [r, f"{s.error:.4f}", s.params, s.macs, s.source, s.index, path.relative_to(out)]
             )
     top_dir = out / "top"
-    if top_dir.exists():
-        shutil.rmtree(top_dir)
-    top_dir.mkdir()
+    _remove_matching(top_dir, _TOP_FILE)
+    top_dir.mkdir(exist_ok=True)
     for r, _, path in rows[:top]:
         dst = top_dir / f"rank{r}.smash"
         shutil.copyfile(path, dst)
@@ -1132,9 +1176,8 @@ def search(cfg: SearchConfig, out: Path, resume: bool = False, final: bool = Tru
     if resume:
         check_resumable(out, cfg)
     out.mkdir(parents=True, exist_ok=True)
-    if not resume:  # a fresh run never reuses another run's results
-        for stale in ("checkpoint.pt", "train.jsonl", "scores.jsonl", "summary.json"):
-            (out / stale).unlink(missing_ok=True)
+    if not resume:  # a fresh run never reuses or leaves behind another run's results
+        clear_run(out)
     (out / "config.json").write_text(json.dumps(cfg.to_json(), indent=2) + "\n", encoding="utf-8")
     model = train_smash(cfg, ds, train, out, resume, device)
     _training_curve(out / "train.jsonl", out / "train.png")

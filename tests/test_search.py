@@ -538,6 +538,21 @@ def test_training_twice_into_one_folder_starts_over(final_setup, tmp_path):
     assert [r["epoch"] for r in jsonl(tmp_path / "A" / "final.jsonl")] == [1, 2, 3]
 
 
+def test_fresh_search_leaves_nothing_of_the_old_run_but_keeps_other_files(smoke, tmp_path):
+    d = tmp_path / "D"
+    shutil.copytree(smoke[0], d)  # a finished smoke run with its final training
+    for mine in ("notes.txt", "archs/notes.txt", "top/notes.txt", "final/notes.txt"):
+        (d / mine).write_text("the user's\n")
+    args = ("--epochs", "1", "--archs", "1", "--refine", "0", "--no-final")
+    ok(smashc("search", "--preset", "smoke", *args, "--out", d))
+    ranked = [r["smash_file"] for r in read_ranking(d / "ranking.csv")]
+    assert sorted(f"archs/{f.name}" for f in (d / "archs").glob("*.smash")) == ranked
+    assert {f.stem for f in (d / "top").iterdir() if f.suffix != ".txt"} == {"rank1"}
+    assert sorted(f.name for f in (d / "final").rglob("*") if f.is_file()) == ["notes.txt"]
+    for mine in ("notes.txt", "archs/notes.txt", "top/notes.txt", "final/notes.txt"):
+        assert (d / mine).read_text() == "the user's\n"
+
+
 # --- smashc train ---------------------------------------------------------------------------
 
 
