@@ -20,7 +20,6 @@ import dataclasses
 import json
 import multiprocessing
 import os
-import shutil
 import time
 import warnings
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -423,14 +422,13 @@ def _true_error(d: Path) -> tuple[float, float]:
 def train_one(
     cfg: CorrelationConfig, s: Scored, d: Path, ds: Dataset, train: Subset, val: Subset, device
 ) -> dict:
-    """Trains one architecture normally into ``d``; writes and returns its result."""
-    if d.exists():
-        shutil.rmtree(d)  # what an interrupted training left
+    """Trains one architecture normally into ``d``, going on from the checkpoint an
+    interrupted training left there; writes and returns its result."""
     started = time.perf_counter()
     if cfg.test_images is not None:
         n = cfg.test_images
         ds = replace(ds, test_x=ds.test_x[:n], test_y=ds.test_y[:n])
-    final = search.train_final(s.text, cfg.search, ds, train, val, d, device)
+    final = search.train_final(s.text, cfg.search, ds, train, val, d, device, resume=True)
     err, loss = _true_error(d)
     result = {
         "index": s.index,

@@ -181,12 +181,8 @@ def config_problems(cfg: SearchConfig) -> list[str]:
     for name, value, (ok, wanted) in rules:
         if not ok(value):
             flag = _FLAGS.get(name)
-            said = (
-                f"{flag} must be {wanted}, got {value!r} ({name})"
-                if flag
-                else (f"{name} must be {wanted}, got {value!r}")
-            )
-            problems.append(said)
+            said = f"{flag} must be {wanted}, got {value!r} ({name})" if flag else None
+            problems.append(said or f"{name} must be {wanted}, got {value!r}")
     if f.nesterov and f.momentum == 0:
         problems.append("final.nesterov needs a final.momentum above 0")
     return problems
@@ -330,8 +326,9 @@ def load_checkpoint(path: Path, device) -> dict:
     read."""
     try:
         state = torch.load(path, map_location=device, weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any failure to read it means the same to the user
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    except Exception as exc:  # any failure to read it means the same to the user
+        # torch's messages run to several sentences of advice; the first says what failed
+        first = str(exc).split(". ")[0].splitlines()[0] if str(exc) else type(exc).__name__
         raise _damaged(path, 1, f"cannot read this checkpoint ({first})") from None
     if not isinstance(state, dict):
         raise _damaged(path, 1, "not a checkpoint of this run")
@@ -820,7 +817,7 @@ def clear_run(out: Path) -> None:
         (out / name).unlink(missing_ok=True)
     _remove_matching(out / "archs", _ARCH_FILE)
     _remove_matching(out / "top", _TOP_FILE)
-    for name in _FINAL_FILES:
+    for name in _FINAL_FILES:  # what train_final writes
         (out / "final" / name).unlink(missing_ok=True)
 
 
@@ -969,7 +966,7 @@ def train_final(
     out.mkdir(parents=True, exist_ok=True)
     ckpt = out / "checkpoint.pt"
     if not resume:
-        for stale in ("checkpoint.pt", "final.jsonl", "final.json"):
+        for stale in _FINAL_FILES:
             (out / stale).unlink(missing_ok=True)
     fc = cfg.final
     torch.manual_seed(_seed(cfg.seed, 7))

@@ -200,6 +200,21 @@ def test_interrupted_training_resumes_where_it_stopped(corr, tmp_path, capsys, m
     assert summary["trained_now"] == summary["trained"] - 1
 
 
+def test_a_training_stopped_after_its_checkpoint_is_not_redone(corr, tmp_path, capsys):
+    out = tmp_path / "run"
+    shutil.copytree(corr, out)
+    before = {i: json.loads(p.read_text()) for i, p in results(out).items()}
+    index, path = next(iter(results(out).items()))
+    path.unlink()  # stopped after the final checkpoint, before its result was written
+    argv = ["experiment", "correlation", "--preset", "smoke", "--out", out]
+    code, stdout, err = run_main(argv, capsys)
+    assert code == 0, err
+    assert "the final training had finished" in stdout
+    after = json.loads(path.read_text())
+    for key in ("true_error", "val_loss", "test_error", "smash_error"):
+        assert after[key] == before[index][key], key
+
+
 def test_worker_processes_give_the_same_results(corr, tmp_path, capsys, monkeypatch):
     out = tmp_path / "run"
     shutil.copytree(corr, out)
