@@ -475,6 +475,11 @@ def train_smash(
                 loss.backward()
                 opt.step()
                 sched.step()
+                value = loss.item()
+                if not math.isfinite(value):
+                    bar.close()
+                    setting = f"train.lr, now {t.lr:g}"
+                    raise diverged("the HyperNet training", value, epoch, f"step {step}", setting)
                 acc = (logits.argmax(1) == y).float().mean().item()
                 rate = (step + 1 - first) / (time.perf_counter() - started)
                 _append_jsonl(
@@ -483,13 +488,13 @@ def train_smash(
                         "epoch": epoch,
                         "step": step,
                         "global_step": g,
-                        "loss": loss.item(),
+                        "loss": value,
                         "acc": acc,
                         "lr": sched.get_last_lr()[0],
                         "time": time.time(),
                     },
                 )
-                bar.set_postfix(loss=f"{loss.item():.3f}", acc=f"{acc:.2f}", steps_s=f"{rate:.2f}")
+                bar.set_postfix(loss=f"{value:.3f}", acc=f"{acc:.2f}", steps_s=f"{rate:.2f}")
                 bar.update(1)
             bar.close()
             save(epoch + 1, 0)
@@ -499,6 +504,17 @@ def train_smash(
         pool.shutdown(wait=True, cancel_futures=True)
         stop.uninstall()
     return model
+
+
+def diverged(what: str, loss: float, epoch: int, where: str, lr: str) -> SmashError:
+    """E0708: a training's loss stopped being a number. Its weights and optimiser state are
+    then lost for good (every later step computes on them), so the run stops instead of
+    ranking or exporting garbage; the checkpoint on disk is from before."""
+    msg = (
+        f"{what} diverged: its loss is {loss} in epoch {epoch + 1}, {where}; start it over "
+        f"with a lower learning rate ({lr})"
+    )
+    return SmashError([error("E0708", msg, Span("<command line>", 1, 1, 1, 1))])
 
 
 class StopFlag:
@@ -1055,8 +1071,13 @@ def train_final(
                 loss.backward()
                 opt.step()
                 sched.step()
+                value = loss.item()
+                if not math.isfinite(value):
+                    bar.close()
+                    setting = f"--lr, final.lr, now {fc.lr:g}"
+                    raise diverged("the final training", value, epoch, f"batch {step}", setting)
                 sums = [
-                    sums[0] + loss.item(),
+                    sums[0] + value,
                     sums[1] + (logits.argmax(1) == y).float().mean().item(),
                     sums[2] + 1,
                 ]

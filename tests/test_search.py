@@ -15,6 +15,7 @@ from __future__ import annotations
 import copy
 import csv
 import json
+import math
 import os
 import re
 import shutil
@@ -530,6 +531,38 @@ def test_final_training_killed_after_an_epoch_resumes_from_its_checkpoint(
     assert len(jsonl(b / "final.jsonl")) == FINAL_EPOCHS  # logged beyond the checkpoint
     assert _train_final(final_setup, b, resume=True) == whole
     assert (b / "final.jsonl").read_text() == (a / "final.jsonl").read_text()
+
+
+def test_a_diverging_final_training_stops_with_an_error(final_setup, tmp_path):
+    from dataclasses import replace
+
+    from smashc.diagnostics import SmashError
+    from smashc.runtime import search
+
+    cfg, ds, train, val, source = final_setup
+    wild = replace(cfg, final=replace(cfg.final, lr=1e6))
+    with pytest.raises(SmashError) as info:
+        search.train_final(source, wild, ds, train, val, tmp_path, torch.device("cpu"))
+    text = info.value.render()
+    assert "error[E0708]: the final training diverged: its loss is nan in epoch 1" in text
+    assert "final.lr, now 1e+06" in text
+    assert not (tmp_path / "final.json").exists() and not (tmp_path / "model").exists()
+
+
+def test_a_diverging_hypernet_training_stops_with_an_error(tmp_path):
+    from dataclasses import replace
+
+    from smashc.diagnostics import SmashError
+    from smashc.runtime import search
+
+    cfg = search.PRESETS["smoke"]
+    cfg = replace(cfg, precision="fp32", train=replace(cfg.train, lr=1e8))
+    cfg, ds, train, val = search.prepare(cfg)
+    with pytest.raises(SmashError) as info:
+        search.train_smash(cfg, ds, train, tmp_path, False, torch.device("cpu"))
+    assert "error[E0708]: the HyperNet training diverged: its loss is nan" in info.value.render()
+    logged = jsonl(tmp_path / "train.jsonl")
+    assert logged and all(math.isfinite(r["loss"]) for r in logged)
 
 
 def test_training_twice_into_one_folder_starts_over(final_setup, tmp_path):
