@@ -34,7 +34,7 @@ from tqdm import tqdm
 from smashc.diagnostics import SmashError, Span, error
 from smashc.frontend import ast
 from smashc.frontend.flatten import to_module
-from smashc.runtime import search
+from smashc.runtime import runs, search
 from smashc.runtime.archgrad import (
     Change,
     apply,
@@ -54,7 +54,6 @@ from smashc.runtime.search import (
     Scored,
     SearchConfig,
     SmashTraining,
-    _append_jsonl,
     _pyplot,
     _save_figure,
     _seed,
@@ -203,14 +202,14 @@ def start(out: Path, config: dict) -> None:
     with other settings (its results would be reused as if they were this one's)."""
     out.mkdir(parents=True, exist_ok=True)
     path = out / "config.json"
-    new = search.as_json(config)
+    new = runs.as_json(config)
     if path.exists():
         try:
             old = json.loads(path.read_text(encoding="utf-8"))
         except (json.JSONDecodeError, UnicodeDecodeError):
             old = {}
         old = old if isinstance(old, dict) else {}
-        diff = search.config_differences(
+        diff = runs.config_differences(
             {k: v for k, v in old.items() if k not in IGNORED},
             {k: v for k, v in new.items() if k not in IGNORED},
         )
@@ -303,7 +302,7 @@ def smash_model(cfg: SearchConfig, ds: Dataset, train: Subset, out: Path, device
     )
     ckpt = folder / "checkpoint.pt"
     if ckpt.exists():
-        state = search.load_checkpoint(ckpt, "cpu")
+        state = runs.load_checkpoint(ckpt, "cpu")
         if state["epoch"] >= cfg.train.epochs:
             print(f"HyperNet training had finished: loading {ckpt}")
             return load_model(ckpt, cfg, device)
@@ -337,7 +336,7 @@ def _scoring_run(cfg, out: Path):
         try:
             model = smash_model(scfg, ds, train, out, device)
         except KeyboardInterrupt:
-            raise search.Interrupted from None
+            raise runs.Interrupted from None
     batches = search.score_batches(scfg, val, ds, device)
     calibration = search.calibration_batches(scfg, train, ds, device)
     return cfg, device, model, batches, calibration
@@ -376,7 +375,7 @@ def score_indices(
             rec = search.score_one(
                 model, sampled(cfg, i), batches, cfg, i, "sample", device, calibration
             )
-            _append_jsonl(path, dataclasses.asdict(rec))
+            runs.append_jsonl(path, dataclasses.asdict(rec))
             done[i] = rec
         out[i] = done[i]
     return out
@@ -522,9 +521,9 @@ def _reference_results(cfg: CorrelationConfig, ref: Path) -> dict[int, dict]:
     if not path.is_file():
         raise _fail("E0706", "not an experiment folder (no config.json)", ref)
     old = json.loads(path.read_text(encoding="utf-8"))
-    mine = search.as_json(cfg.to_json())
+    mine = runs.as_json(cfg.to_json())
     keys = ("dataset", "seed", "val_size", "space", "final")
-    diff = search.config_differences(
+    diff = runs.config_differences(
         {k: old.get("search", {}).get(k) for k in keys} | {"test_images": old.get("test_images")},
         {k: mine["search"][k] for k in keys} | {"test_images": mine["test_images"]},
     )
@@ -612,7 +611,7 @@ def run_correlation(cfg: CorrelationConfig, out: Path, name: str = "correlation"
                 knob_errors[variant] = {i: s.error for i, s in got.items()}
         seconds["knobs"] = time.perf_counter() - t
     except KeyboardInterrupt:
-        raise search.Interrupted from None
+        raise runs.Interrupted from None
 
     counts = _param_counts(model, [model.compile(sampled(scfg, s.index)) for s in picked[:20]])
     summary = _correlation_report(cfg, out, picked, ranks, results, knob_errors)
@@ -725,7 +724,7 @@ def run_corrupt(cfg: CorruptConfig, out: Path) -> dict:
     enc = scfg.space.encoding()
     fields = corruptible(enc)
     path = out / "corrupt.jsonl"
-    done = {(r["index"], r["field"], r["mode"]): r for r in search.read_jsonl(path)}
+    done = {(r["index"], r["field"], r["mode"]): r for r in runs.read_jsonl(path)}
     try:
         for i in tqdm(range(cfg.archs), desc="corrupting", unit="arch", dynamic_ncols=True):
             keys = [(i, "true", "-")] + [(i, f, m) for f in fields for m in cfg.modes]
@@ -751,10 +750,10 @@ def run_corrupt(cfg: CorruptConfig, out: Path) -> dict:
                     fake = replace(compiled, enc=replace(compiled.enc, tensor=bad))
                     err = search.smash_error(model, fake, batches, zs, calibration)
                 rec = {"index": i, "field": field, "mode": mode, "error": err, "changed": changed}
-                _append_jsonl(path, rec)
+                runs.append_jsonl(path, rec)
                 done[key] = rec
     except KeyboardInterrupt:
-        raise search.Interrupted from None
+        raise runs.Interrupted from None
     return _corrupt_report(cfg, out, done, fields)
 
 
@@ -836,7 +835,7 @@ def run_arch_grad(cfg: ArchGradConfig, out: Path) -> dict:
     scfg = cfg.search
     enc = scfg.space.encoding()
     path = out / "arch_grad.jsonl"
-    done = {(r["index"], r["kind"], r["rank"]): r for r in search.read_jsonl(path)}
+    done = {(r["index"], r["kind"], r["rank"]): r for r in runs.read_jsonl(path)}
     try:
         for i in tqdm(range(cfg.archs), desc="arch-grad", unit="arch", dynamic_ncols=True):
             n = cfg.proposals
@@ -862,7 +861,7 @@ def run_arch_grad(cfg: ArchGradConfig, out: Path) -> dict:
             cache: dict[int, float] = {}
             rec = {"index": i, "kind": "base", "rank": 0, "error": base.error, "loss": grads[0][1]}
             if (i, "base", 0) not in done:
-                _append_jsonl(path, rec)
+                runs.append_jsonl(path, rec)
                 done[(i, "base", 0)] = rec
             for kind, picks in (("gradient", order), ("random", random)):
                 for r, j in enumerate(picks):
@@ -884,10 +883,10 @@ def run_arch_grad(cfg: ArchGradConfig, out: Path) -> dict:
                         "error": cache[j],
                         "actual": cache[j] - base.error,
                     }
-                    _append_jsonl(path, rec)
+                    runs.append_jsonl(path, rec)
                     done[(i, kind, r)] = rec
     except KeyboardInterrupt:
-        raise search.Interrupted from None
+        raise runs.Interrupted from None
     return _arch_grad_report(cfg, out, done)
 
 

@@ -11,11 +11,8 @@ import csv
 import dataclasses
 import json
 import math
-import os
 import re
 import shutil
-import signal
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -30,7 +27,7 @@ from smashc import arch, report
 from smashc.diagnostics import SmashError, Span, error
 from smashc.frontend import ast
 from smashc.frontend.printer import module as print_module
-from smashc.runtime import precision
+from smashc.runtime import precision, runs
 from smashc.runtime.data import Batches, Dataset, Subset, split
 from smashc.runtime.hypernet import HyperNetConfig
 from smashc.runtime.oneshot import Compiled, OneShot
@@ -197,21 +194,6 @@ def check_config(cfg: SearchConfig) -> None:
         raise SmashError([error("E0704", p, span) for p in problems])
 
 
-def config_differences(old, new, at: str = "") -> list[str]:
-    """``path old -> new`` for every leaf where two configs in their JSON form differ."""
-    if isinstance(old, dict) and isinstance(new, dict):
-        out = []
-        for k in sorted(set(old) | set(new)):
-            out += config_differences(old.get(k), new.get(k), f"{at}.{k}" if at else k)
-        return out
-    return [] if old == new else [f"{at} {json.dumps(old)} -> {json.dumps(new)}"]
-
-
-def as_json(obj) -> object:
-    """``obj`` as it reads back from JSON (tuples become lists)."""
-    return json.loads(json.dumps(obj))
-
-
 DEMO_SPACE = SearchSpace(
     unit=4,
     max_units=32,
@@ -280,71 +262,13 @@ def _seed(*parts: int) -> int:
     )
 
 
-def _atomic_save(obj, path: Path) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
-def _append_jsonl(path: Path, record: dict) -> None:
-    with path.open("a", encoding="utf-8") as f:
-        f.write(json.dumps(record) + "\n")
-
-
-def _damaged(path: Path, line: int, what: str) -> SmashError:
-    msg = f"{what}: this file of the run is damaged; delete it (or the run) to redo its work"
-    return SmashError([error("E0707", msg, Span(str(path), line, 1, line, 1))])
-
-
-def read_jsonl(path: Path) -> list[dict]:
-    """The records of a log written by ``_append_jsonl`` (none if it does not exist).
-
-    A last line without its newline is a write the run did not finish (killed, disk full):
-    it is dropped, from the file too, so that the next record appended starts a line of its
-    own. Any other line that is not a JSON object is a SmashError (E0707) at that line."""
-    if not path.exists():
-        return []
-    text = path.read_text(encoding="utf-8", errors="replace")
-    lines = text.split("\n")
-    torn = lines.pop()  # "" when the file ends with a newline
-    records = []
-    for number, line in enumerate(lines, start=1):
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError:
-            rec = None
-        if not isinstance(rec, dict):
-            raise _damaged(path, number, "not a JSON record")
-        records.append(rec)
-    if torn:
-        path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
-    return records
-
-
-def load_checkpoint(path: Path, device) -> dict:
-    """``torch.load`` of a checkpoint this module wrote; a SmashError (E0707) if it cannot be
-    read."""
-    try:
-        state = torch.load(path, map_location=device, weights_only=True)
-    except Exception as exc:  # any failure to read it means the same to the user
-        # torch's messages run to several sentences of advice; the first says what failed
-        first = str(exc).split(". ")[0].splitlines()[0] if str(exc) else type(exc).__name__
-        raise _damaged(path, 1, f"cannot read this checkpoint ({first})") from None
-    if not isinstance(state, dict):
-        raise _damaged(path, 1, "not a checkpoint of this run")
-    return state
-
-
 # --- HyperNet training ----------------------------------------------------------------------
-
-
-class Interrupted(Exception):
-    """Ctrl-C stopped a run between steps; its checkpoint is saved and ``--resume`` continues."""
 
 
 def _truncate_log(path: Path, global_step: int) -> None:
     """Drops log lines of steps a killed run made after its last checkpoint (they rerun)."""
-    keep = [rec for rec in read_jsonl(path) if rec.get("global_step", global_step) < global_step]
+    records = runs.read_jsonl(path)
+    keep = [rec for rec in records if rec.get("global_step", global_step) < global_step]
     if path.exists():
         path.write_text("".join(json.dumps(rec) + "\n" for rec in keep), encoding="utf-8")
 
@@ -410,7 +334,7 @@ def train_smash(
     ckpt = out / "checkpoint.pt"
     epoch0, step0 = 0, 0
     if resume and ckpt.exists():
-        state = load_checkpoint(ckpt, device)
+        state = runs.load_checkpoint(ckpt, device)
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["opt"])
         sched.load_state_dict(state["sched"])
@@ -424,7 +348,7 @@ def train_smash(
         (out / "train.jsonl").unlink()
 
     def save(epoch: int, step: int) -> None:
-        _atomic_save(
+        runs.atomic_save(
             {
                 "model": model.state_dict(),
                 "opt": opt.state_dict(),
@@ -440,7 +364,7 @@ def train_smash(
 
     model.train()
     pool = ThreadPoolExecutor(1)  # compiles the next architecture while this step computes
-    stop = StopFlag().install()
+    stop = runs.StopFlag().install()
     try:
         for epoch in range(epoch0, t.epochs):
             first = step0 if epoch == epoch0 else 0
@@ -461,7 +385,7 @@ def train_smash(
                 if stop.requested:
                     bar.close()
                     save(epoch, step)
-                    raise Interrupted
+                    raise runs.Interrupted
                 compiled = pending.result()
                 if step + 1 < per_epoch:
                     pending = pool.submit(compile_step, g + 1)
@@ -478,11 +402,11 @@ def train_smash(
                 value = loss.item()
                 if not math.isfinite(value):
                     bar.close()
-                    setting = f"train.lr, now {t.lr:g}"
-                    raise diverged("the HyperNet training", value, epoch, f"step {step}", setting)
+                    lr = f"train.lr, now {t.lr:g}"
+                    raise runs.diverged("the HyperNet training", value, epoch, f"step {step}", lr)
                 acc = (logits.argmax(1) == y).float().mean().item()
                 rate = (step + 1 - first) / (time.perf_counter() - started)
-                _append_jsonl(
+                runs.append_jsonl(
                     out / "train.jsonl",
                     {
                         "epoch": epoch,
@@ -499,47 +423,11 @@ def train_smash(
             bar.close()
             save(epoch + 1, 0)
     except KeyboardInterrupt:
-        raise Interrupted from None
+        raise runs.Interrupted from None
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
         stop.uninstall()
     return model
-
-
-def diverged(what: str, loss: float, epoch: int, where: str, lr: str) -> SmashError:
-    """E0708: a training's loss stopped being a number. Its weights and optimiser state are
-    then lost for good (every later step computes on them), so the run stops instead of
-    ranking or exporting garbage; the checkpoint on disk is from before."""
-    msg = (
-        f"{what} diverged: its loss is {loss} in epoch {epoch + 1}, {where}; start it over "
-        f"with a lower learning rate ({lr})"
-    )
-    return SmashError([error("E0708", msg, Span("<command line>", 1, 1, 1, 1))])
-
-
-class StopFlag:
-    """Ctrl-C as a request: the first only sets ``requested``, which a training loop checks
-    between steps, so its checkpoint never holds a half-applied update; a second interrupts
-    at once. Installed only in the main thread (where Python delivers signals)."""
-
-    def __init__(self) -> None:
-        self.requested = False
-        self._previous = None
-
-    def install(self) -> StopFlag:
-        if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGINT, self._on_sigint)
-        return self
-
-    def uninstall(self) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
-            self._previous = None
-
-    def _on_sigint(self, signum, frame) -> None:
-        if self.requested:
-            raise KeyboardInterrupt
-        self.requested = True
 
 
 # --- scoring, ranking, refinement -----------------------------------------------------------
@@ -630,11 +518,11 @@ def score_one(
 
 def load_scores(path: Path) -> dict[int, Scored]:
     out = {}
-    for number, rec in enumerate(read_jsonl(path), start=1):
+    for number, rec in enumerate(runs.read_jsonl(path), start=1):
         try:
             out[rec["index"]] = Scored(**rec)
         except (KeyError, TypeError):
-            raise _damaged(path, number, "not a score record") from None
+            raise runs.damaged(path, number, "not a score record") from None
     return out
 
 
@@ -680,7 +568,7 @@ def score_all(
             continue
         module = Sampler(cfg.space, _seed(cfg.seed, 5, i)).sample(1.0, name=f"arch{i}")
         rec = score_one(model, module, batches, cfg, i, "sample", device, calibration)
-        _append_jsonl(path, dataclasses.asdict(rec))
+        runs.append_jsonl(path, dataclasses.asdict(rec))
         results.append(rec)
     return results
 
@@ -786,7 +674,7 @@ def refine(
                 device,
                 calibration,
             )
-            _append_jsonl(path, dataclasses.asdict(rec))
+            runs.append_jsonl(path, dataclasses.asdict(rec))
         tried.append(rec)
         if rec.error < current.error:
             current = rec
@@ -901,7 +789,7 @@ def _training_curve(log: Path, path: Path) -> None:
     different architecture, so single steps are noisy."""
     plt = _pyplot()
 
-    records = read_jsonl(log)
+    records = runs.read_jsonl(log)
     if not records:
         return
     steps = np.array([r["global_step"] for r in records])
@@ -1017,7 +905,7 @@ def train_final(
     sums = [0.0, 0.0, 0]
     epoch0 = step0 = 0
     if resume and ckpt.exists():
-        state = load_checkpoint(ckpt, device)
+        state = runs.load_checkpoint(ckpt, device)
         if state["source"] != source:
             msg = f"{out} holds the training of another architecture: leave out --resume"
             raise SmashError([error("E0707", msg, Span(str(ckpt), 1, 1, 1, 1))])
@@ -1043,9 +931,9 @@ def train_final(
     def save(epoch: int, step: int) -> None:
         state = {"model": model.state_dict(), "opt": opt.state_dict()}
         state.update(sched=sched.state_dict(), epoch=epoch, step=step, sums=sums)
-        _atomic_save({**state, "history": history, "source": source}, ckpt)
+        runs.atomic_save({**state, "history": history, "source": source}, ckpt)
 
-    stop = StopFlag().install()
+    stop = runs.StopFlag().install()
     try:
         for epoch in range(epoch0, fc.epochs):
             first = step0 if epoch == epoch0 else 0
@@ -1063,7 +951,7 @@ def train_final(
                 if stop.requested:
                     bar.close()
                     save(epoch, step)
-                    raise Interrupted
+                    raise runs.Interrupted
                 with precision.autocast(cfg.precision, device):
                     logits = net(x)
                     loss = F.cross_entropy(logits, y)
@@ -1074,8 +962,8 @@ def train_final(
                 value = loss.item()
                 if not math.isfinite(value):
                     bar.close()
-                    setting = f"--lr, final.lr, now {fc.lr:g}"
-                    raise diverged("the final training", value, epoch, f"batch {step}", setting)
+                    lr = f"--lr, final.lr, now {fc.lr:g}"
+                    raise runs.diverged("the final training", value, epoch, f"batch {step}", lr)
                 sums = [
                     sums[0] + value,
                     sums[1] + (logits.argmax(1) == y).float().mean().item(),
@@ -1093,10 +981,10 @@ def train_final(
                 "val_acc": val_acc,
             }
             history.append(rec)
-            _append_jsonl(out / "final.jsonl", rec)
+            runs.append_jsonl(out / "final.jsonl", rec)
             save(epoch + 1, 0)
     except KeyboardInterrupt:
-        raise Interrupted from None
+        raise runs.Interrupted from None
     finally:
         stop.uninstall()
     test_loss, test_acc = evaluate(net, test_batches)
@@ -1149,42 +1037,6 @@ def prepare(cfg: SearchConfig) -> tuple[SearchConfig, Dataset, Subset, Subset]:
     return cfg, ds, train, val
 
 
-# where a run reads its data and what computes it: a resumed run may change these
-RESUME_MAY_CHANGE = ("data_dir", "device")
-
-
-def check_resumable(out: Path, cfg: SearchConfig) -> None:
-    """Raises a SmashError (E0707) unless ``out`` holds a run started with ``cfg`` (resolved
-    as ``search`` resolves it), all but ``RESUME_MAY_CHANGE`` the same: resuming with
-    other settings would mix two runs, and resuming a folder without a run would quietly
-    start a new one."""
-    path = out / "config.json"
-    try:
-        old = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        msg = (
-            f"nothing to resume: {out} holds no run (no config.json); "
-            "leave out --resume to start one"
-        )
-        raise SmashError([error("E0707", msg, Span(str(out), 1, 1, 1, 1))]) from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        msg = f"cannot read the run's settings to resume it: {exc}"
-        raise SmashError([error("E0707", msg, Span(str(path), 1, 1, 1, 1))]) from None
-    if not isinstance(old, dict):
-        old = {}
-    diff = config_differences(
-        {k: v for k, v in old.items() if k not in RESUME_MAY_CHANGE},
-        {k: v for k, v in as_json(cfg.to_json()).items() if k not in RESUME_MAY_CHANGE},
-    )
-    if diff:
-        shown = "; ".join(diff[:4]) + ("; ..." if len(diff) > 4 else "")
-        msg = (
-            f"{out} holds a run with other settings ({shown}): resume with the preset and "
-            "flags it was started with, or leave out --resume to start over"
-        )
-        raise SmashError([error("E0707", msg, Span(str(path), 1, 1, 1, 1))])
-
-
 def search(cfg: SearchConfig, out: Path, resume: bool = False, final: bool = True) -> dict:
     """HyperNet training, scoring, ranking, refinement and (unless ``final`` is False) the
     final training of the winner. Returns a summary with the paths of the main outputs."""
@@ -1192,7 +1044,7 @@ def search(cfg: SearchConfig, out: Path, resume: bool = False, final: bool = Tru
     cfg = replace(cfg, precision=run_precision(cfg.precision, device, out if resume else None))
     cfg, ds, train, val = prepare(cfg)
     if resume:
-        check_resumable(out, cfg)
+        runs.check_resumable(out, cfg.to_json())
     out.mkdir(parents=True, exist_ok=True)
     if not resume:  # a fresh run never reuses or leaves behind another run's results
         clear_run(out)
@@ -1205,7 +1057,7 @@ def search(cfg: SearchConfig, out: Path, resume: bool = False, final: bool = Tru
         if cfg.score.refine:
             scored += refine(model, best, cfg, val, ds, out, device, cfg.score.archs, train)
     except KeyboardInterrupt:
-        raise Interrupted from None
+        raise runs.Interrupted from None
     rows = write_ranking(scored, out, cfg.score.top)
     winner = rows[0]
     diagram = out / "top" / "rank1.png"

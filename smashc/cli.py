@@ -260,7 +260,7 @@ def _search_config(args: argparse.Namespace):
 def cmd_search(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from smashc.runtime import alloc, search
+    from smashc.runtime import alloc, runs, search
 
     alloc.tune_process()
     cfg = _search_config(args)
@@ -270,7 +270,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     except SmashError as exc:
         print(exc.render(), file=sys.stderr)
         return 1
-    except search.Interrupted:
+    except runs.Interrupted:
         return _interrupted(args.argv)
     print(f"ranking:            {summary['ranking']}")
     err = summary["best_smash_error"]
@@ -299,7 +299,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from dataclasses import replace
     from pathlib import Path
 
-    from smashc.runtime import alloc, search
+    from smashc.runtime import alloc, runs, search
 
     alloc.tune_process()
     cfg = _search_config(args)
@@ -312,7 +312,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         cfg = replace(cfg, precision=search.run_precision(cfg.precision, device, resumed))
         cfg, ds, train, val = search.prepare(cfg)
         if args.resume:
-            search.check_resumable(out, cfg)
+            runs.check_resumable(out, cfg.to_json())
         out.mkdir(parents=True, exist_ok=True)
         (out / "config.json").write_text(
             json.dumps(cfg.to_json(), indent=2) + "\n", encoding="utf-8"
@@ -323,7 +323,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     except SmashError as exc:
         print(exc.render(), file=sys.stderr)
         return 1
-    except search.Interrupted:
+    except runs.Interrupted:
         return _interrupted(args.argv)
     print(f"test accuracy {result['test_acc']:.4f}; model, curves and metrics in {out}")
     return 0
@@ -422,7 +422,7 @@ def _print_arch_grad(summary: dict) -> None:
 def cmd_experiment(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from smashc.runtime import alloc, experiments, search
+    from smashc.runtime import alloc, experiments, runs
 
     alloc.tune_process()
     run, show = {
@@ -441,7 +441,7 @@ def cmd_experiment(args: argparse.Namespace) -> int:
     except SmashError as exc:
         print(exc.render(), file=sys.stderr)
         return 1
-    except search.Interrupted:
+    except runs.Interrupted:
         again = shlex.join(["smashc", *args.argv])
         print(f"interrupted; finished work is kept. Continue with: {again}", file=sys.stderr)
         return 130

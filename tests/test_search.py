@@ -414,21 +414,21 @@ def test_ctrl_c_while_scoring_keeps_the_scores_and_hints_resume(tmp_path, capsys
 
 
 def test_a_torn_last_log_line_is_dropped_and_the_log_repaired(tmp_path):
-    from smashc.runtime.search import _append_jsonl, read_jsonl
+    from smashc.runtime.runs import append_jsonl, read_jsonl
 
     log = tmp_path / "scores.jsonl"
-    _append_jsonl(log, {"index": 0})
+    append_jsonl(log, {"index": 0})
     with log.open("a") as f:
         f.write('{"index": 1, "te')  # a write the run did not finish
     assert read_jsonl(log) == [{"index": 0}]
-    _append_jsonl(log, {"index": 2})
+    append_jsonl(log, {"index": 2})
     assert read_jsonl(log) == [{"index": 0}, {"index": 2}]
 
 
 @pytest.mark.parametrize("bad", ["garbage", "[1, 2]", ""])
 def test_a_damaged_log_line_is_located(tmp_path, bad):
     from smashc.diagnostics import SmashError
-    from smashc.runtime.search import read_jsonl
+    from smashc.runtime.runs import read_jsonl
 
     log = tmp_path / "train.jsonl"
     log.write_text(f'{{"a": 1}}\n{bad}\n{{"a": 2}}\n')
@@ -477,7 +477,7 @@ def _train_final(final_setup, out: Path, resume: bool = False) -> dict:
 def test_final_training_stopped_by_ctrl_c_resumes_to_the_same_result(
     final_setup, tmp_path, monkeypatch
 ):
-    from smashc.runtime import precision, search
+    from smashc.runtime import precision, runs
 
     a, b = tmp_path / "A", tmp_path / "B"
     whole = _train_final(final_setup, a)
@@ -491,7 +491,7 @@ def test_final_training_stopped_by_ctrl_c_resumes_to_the_same_result(
         return real(*args, **kwargs)
 
     monkeypatch.setattr(precision, "autocast", ctrl_c_at_batch_six)
-    with pytest.raises(search.Interrupted):
+    with pytest.raises(runs.Interrupted):
         _train_final(final_setup, b)
     monkeypatch.setattr(precision, "autocast", real)
     state = torch.load(b / "checkpoint.pt", weights_only=True)
@@ -510,20 +510,20 @@ def test_final_training_killed_after_an_epoch_resumes_from_its_checkpoint(
     final_setup, tmp_path, monkeypatch
 ):
     """A kill leaves the checkpoint of the last finished epoch, and log lines after it."""
-    from smashc.runtime import search
+    from smashc.runtime import runs
 
     a, b = tmp_path / "A", tmp_path / "B"
     whole = _train_final(final_setup, a)
     saved = []
-    real = search._atomic_save
+    real = runs.atomic_save
 
     def keep_a_copy(obj, path):
         saved.append(copy.deepcopy(obj))  # state dicts hold the live tensors
         real(obj, path)
 
-    monkeypatch.setattr(search, "_atomic_save", keep_a_copy)
+    monkeypatch.setattr(runs, "atomic_save", keep_a_copy)
     _train_final(final_setup, b)
-    monkeypatch.setattr(search, "_atomic_save", real)
+    monkeypatch.setattr(runs, "atomic_save", real)
     after_epoch_1 = [st for st in saved if (st["epoch"], st["step"]) == (1, 0)]
     assert len(after_epoch_1) == 1
     torch.save(after_epoch_1[0], b / "checkpoint.pt")  # as if killed in epoch 2 or 3

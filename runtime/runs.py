@@ -1,0 +1,165 @@
+"""A run's folder and its life: logs and checkpoints written so that a killed run loses at
+most the step it was in, resuming only what the same settings started, and stopping on
+Ctrl-C or divergence with the run's work saved.
+
+Shared by ``smashc search``, ``smashc train`` and ``smashc experiment``. Problems with a
+folder are E0707 (resuming) and E0708 (a diverged training), located at the file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+from pathlib import Path
+
+import torch
+
+from smashc.diagnostics import SmashError, Span, error
+
+
+class Interrupted(Exception):
+    """Ctrl-C stopped a run between steps; its checkpoint is saved and ``--resume`` continues."""
+
+
+def diverged(what: str, loss: float, epoch: int, where: str, lr: str) -> SmashError:
+    """E0708: a training's loss stopped being a number. Its weights and optimiser state are
+    then lost for good (every later step computes on them), so the run stops instead of
+    ranking or exporting garbage; the checkpoint on disk is from before."""
+    msg = (
+        f"{what} diverged: its loss is {loss} in epoch {epoch + 1}, {where}; start it over "
+        f"with a lower learning rate ({lr})"
+    )
+    return SmashError([error("E0708", msg, Span("<command line>", 1, 1, 1, 1))])
+
+
+class StopFlag:
+    """Ctrl-C as a request: the first only sets ``requested``, which a training loop checks
+    between steps, so its checkpoint never holds a half-applied update; a second interrupts
+    at once. Installed only in the main thread (where Python delivers signals)."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous = None
+
+    def install(self) -> StopFlag:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._on_sigint)
+        return self
+
+    def uninstall(self) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+            self._previous = None
+
+    def _on_sigint(self, signum, frame) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+
+def atomic_save(obj, path: Path) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def append_jsonl(path: Path, record: dict) -> None:
+    with path.open("a", encoding="utf-8") as f:
+        f.write(json.dumps(record) + "\n")
+
+
+def damaged(path: Path, line: int, what: str) -> SmashError:
+    msg = f"{what}: this file of the run is damaged; delete it (or the run) to redo its work"
+    return SmashError([error("E0707", msg, Span(str(path), line, 1, line, 1))])
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    """The records of a log written by ``append_jsonl`` (none if it does not exist).
+
+    A last line without its newline is a write the run did not finish (killed, disk full):
+    it is dropped, from the file too, so that the next record appended starts a line of its
+    own. Any other line that is not a JSON object is a SmashError (E0707) at that line."""
+    if not path.exists():
+        return []
+    text = path.read_text(encoding="utf-8", errors="replace")
+    lines = text.split("\n")
+    torn = lines.pop()  # "" when the file ends with a newline
+    records = []
+    for number, line in enumerate(lines, start=1):
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            rec = None
+        if not isinstance(rec, dict):
+            raise damaged(path, number, "not a JSON record")
+        records.append(rec)
+    if torn:
+        path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    return records
+
+
+def load_checkpoint(path: Path, device) -> dict:
+    """``torch.load`` of a checkpoint this module wrote; a SmashError (E0707) if it cannot be
+    read."""
+    try:
+        state = torch.load(path, map_location=device, weights_only=True)
+    except Exception as exc:  # any failure to read it means the same to the user
+        # torch's messages run to several sentences of advice; the first says what failed
+        first = str(exc).split(". ")[0].splitlines()[0] if str(exc) else type(exc).__name__
+        raise damaged(path, 1, f"cannot read this checkpoint ({first})") from None
+    if not isinstance(state, dict):
+        raise damaged(path, 1, "not a checkpoint of this run")
+    return state
+
+
+def config_differences(old, new, at: str = "") -> list[str]:
+    """``path old -> new`` for every leaf where two configs in their JSON form differ."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        out = []
+        for k in sorted(set(old) | set(new)):
+            out += config_differences(old.get(k), new.get(k), f"{at}.{k}" if at else k)
+        return out
+    return [] if old == new else [f"{at} {json.dumps(old)} -> {json.dumps(new)}"]
+
+
+def as_json(obj) -> object:
+    """``obj`` as it reads back from JSON (tuples become lists)."""
+    return json.loads(json.dumps(obj))
+
+
+# where a run reads its data and what computes it: a resumed run may change these
+RESUME_MAY_CHANGE = ("data_dir", "device")
+
+
+def check_resumable(out: Path, config: dict) -> None:
+    """Raises a SmashError (E0707) unless ``out`` holds a run whose ``config.json`` is
+    ``config`` (a resolved config's JSON form) in all but ``RESUME_MAY_CHANGE``: resuming
+    with other settings would mix two runs, and resuming a folder without a run would
+    quietly start a new one."""
+    path = out / "config.json"
+    try:
+        old = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        msg = (
+            f"nothing to resume: {out} holds no run (no config.json); "
+            "leave out --resume to start one"
+        )
+        raise SmashError([error("E0707", msg, Span(str(out), 1, 1, 1, 1))]) from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        msg = f"cannot read the run's settings to resume it: {exc}"
+        raise SmashError([error("E0707", msg, Span(str(path), 1, 1, 1, 1))]) from None
+    if not isinstance(old, dict):
+        old = {}
+    diff = config_differences(
+        {k: v for k, v in old.items() if k not in RESUME_MAY_CHANGE},
+        {k: v for k, v in as_json(config).items() if k not in RESUME_MAY_CHANGE},
+    )
+    if diff:
+        shown = "; ".join(diff[:4]) + ("; ..." if len(diff) > 4 else "")
+        msg = (
+            f"{out} holds a run with other settings ({shown}): resume with the preset and "
+            "flags it was started with, or leave out --resume to start over"
+        )
+        raise SmashError([error("E0707", msg, Span(str(path), 1, 1, 1, 1))])
