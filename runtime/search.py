@@ -315,6 +315,19 @@ def final_optimizer(model: torch.nn.Module, fc: FinalTraining) -> torch.optim.SG
     )
 
 
+def train_step(net, inputs: tuple, y: torch.Tensor, opt, sched, prec: str, device):
+    """One optimiser and schedule step on the cross-entropy of ``net(*inputs)`` (logits, run
+    in precision ``prec``) against ``y``; the batch's loss and accuracy, as floats."""
+    with precision.autocast(prec, device):
+        logits = net(*inputs)
+        loss = F.cross_entropy(logits, y)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    sched.step()
+    return loss.item(), (logits.argmax(1) == y).float().mean().item()
+
+
 def train_smash(
     cfg: SearchConfig, ds: Dataset, train: Subset, out: Path, resume: bool, device: torch.device
 ) -> OneShot:
@@ -392,19 +405,13 @@ def train_smash(
                 gen = torch.Generator(device="cpu").manual_seed(_seed(cfg.seed, 3, g))
                 c = compiled.enc.tensor
                 z = torch.randn(1, 1, *c.shape[2:], generator=gen).to(device)
-                with precision.autocast(cfg.precision, device):
-                    logits = model(x, compiled, z)
-                    loss = F.cross_entropy(logits, y)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                sched.step()
-                value = loss.item()
+                value, acc = train_step(
+                    model, (x, compiled, z), y, opt, sched, cfg.precision, device
+                )
                 if not math.isfinite(value):
                     bar.close()
                     lr = f"train.lr, now {t.lr:g}"
                     raise runs.diverged("the HyperNet training", value, epoch, f"step {step}", lr)
-                acc = (logits.argmax(1) == y).float().mean().item()
                 rate = (step + 1 - first) / (time.perf_counter() - started)
                 runs.append_jsonl(
                     out / "train.jsonl",
@@ -912,12 +919,8 @@ def train_final(
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["opt"])
         sched.load_state_dict(state["sched"])
-        epoch0, step0, sums, history = (
-            state["epoch"],
-            state["step"],
-            state["sums"],
-            state["history"],
-        )
+        epoch0, step0 = state["epoch"], state["step"]
+        sums, history = state["sums"], state["history"]
         if epoch0 < fc.epochs:
             print(f"resuming the final training at epoch {epoch0 + 1}, batch {step0}")
         else:
@@ -929,9 +932,17 @@ def train_final(
     (out / "architecture.smash").write_text(source, encoding="utf-8")
 
     def save(epoch: int, step: int) -> None:
-        state = {"model": model.state_dict(), "opt": opt.state_dict()}
-        state.update(sched=sched.state_dict(), epoch=epoch, step=step, sums=sums)
-        runs.atomic_save({**state, "history": history, "source": source}, ckpt)
+        state = {
+            "model": model.state_dict(),
+            "opt": opt.state_dict(),
+            "sched": sched.state_dict(),
+            "epoch": epoch,
+            "step": step,
+            "sums": sums,
+            "history": history,
+            "source": source,
+        }
+        runs.atomic_save(state, ckpt)
 
     stop = runs.StopFlag().install()
     try:
@@ -952,23 +963,12 @@ def train_final(
                     bar.close()
                     save(epoch, step)
                     raise runs.Interrupted
-                with precision.autocast(cfg.precision, device):
-                    logits = net(x)
-                    loss = F.cross_entropy(logits, y)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                sched.step()
-                value = loss.item()
+                value, acc = train_step(net, (x,), y, opt, sched, cfg.precision, device)
                 if not math.isfinite(value):
                     bar.close()
                     lr = f"--lr, final.lr, now {fc.lr:g}"
                     raise runs.diverged("the final training", value, epoch, f"batch {step}", lr)
-                sums = [
-                    sums[0] + value,
-                    sums[1] + (logits.argmax(1) == y).float().mean().item(),
-                    sums[2] + 1,
-                ]
+                sums = [sums[0] + value, sums[1] + acc, sums[2] + 1]
                 bar.update(1)
             bar.close()
             val_loss, val_acc = evaluate(net, val_batches)
@@ -1037,18 +1037,28 @@ def prepare(cfg: SearchConfig) -> tuple[SearchConfig, Dataset, Subset, Subset]:
     return cfg, ds, train, val
 
 
-def search(cfg: SearchConfig, out: Path, resume: bool = False, final: bool = True) -> dict:
-    """HyperNet training, scoring, ranking, refinement and (unless ``final`` is False) the
-    final training of the winner. Returns a summary with the paths of the main outputs."""
+def open_run(
+    cfg: SearchConfig, out: Path, resume: bool
+) -> tuple[SearchConfig, torch.device, Dataset, Subset, Subset]:
+    """A run's device, resolved config and data, and its folder ``out``, created, with the
+    resolved config in ``config.json``. Resuming, only a folder whose run had these
+    settings (``runs.check_resumable``); ``auto`` precision keeps the one it recorded."""
     device = resolve_device(cfg.device)
     cfg = replace(cfg, precision=run_precision(cfg.precision, device, out if resume else None))
     cfg, ds, train, val = prepare(cfg)
     if resume:
         runs.check_resumable(out, cfg.to_json())
     out.mkdir(parents=True, exist_ok=True)
+    (out / "config.json").write_text(json.dumps(cfg.to_json(), indent=2) + "\n", encoding="utf-8")
+    return cfg, device, ds, train, val
+
+
+def search(cfg: SearchConfig, out: Path, resume: bool = False, final: bool = True) -> dict:
+    """HyperNet training, scoring, ranking, refinement and (unless ``final`` is False) the
+    final training of the winner. Returns a summary with the paths of the main outputs."""
+    cfg, device, ds, train, val = open_run(cfg, out, resume)
     if not resume:  # a fresh run never reuses or leaves behind another run's results
         clear_run(out)
-    (out / "config.json").write_text(json.dumps(cfg.to_json(), indent=2) + "\n", encoding="utf-8")
     model = train_smash(cfg, ds, train, out, resume, device)
     _training_curve(out / "train.jsonl", out / "train.png")
     try:  # each architecture's score is kept in scores.jsonl as soon as it is known

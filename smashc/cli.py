@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import difflib
-import json
 import shlex
 import sys
 from collections.abc import Sequence
@@ -296,7 +295,6 @@ def _interrupted(argv: list[str]) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from dataclasses import replace
     from pathlib import Path
 
     from smashc.runtime import alloc, runs, search
@@ -307,16 +305,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     try:
         name, text = read_source(args.file)
         expand(load_file(args.file))  # located errors before any data is loaded
-        device = search.resolve_device(cfg.device)
-        resumed = out if args.resume else None
-        cfg = replace(cfg, precision=search.run_precision(cfg.precision, device, resumed))
-        cfg, ds, train, val = search.prepare(cfg)
-        if args.resume:
-            runs.check_resumable(out, cfg.to_json())
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "config.json").write_text(
-            json.dumps(cfg.to_json(), indent=2) + "\n", encoding="utf-8"
-        )
+        cfg, device, ds, train, val = search.open_run(cfg, out, args.resume)
         result = search.train_final(
             text, cfg, ds, train, val, out, device, file=name, resume=args.resume
         )
