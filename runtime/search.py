@@ -328,6 +328,13 @@ def train_step(net, inputs: tuple, y: torch.Tensor, opt, sched, prec: str, devic
     return loss.item(), (logits.argmax(1) == y).float().mean().item()
 
 
+def _duration(seconds: float) -> str:
+    """``1h05m``, ``4m10s`` or ``12s``: an estimate, shown at its scale."""
+    m, sec = divmod(int(seconds), 60)
+    h, m = divmod(m, 60)
+    return f"{h}h{m:02d}m" if h else (f"{m}m{sec:02d}s" if m else f"{sec}s")
+
+
 def train_smash(
     cfg: SearchConfig, ds: Dataset, train: Subset, out: Path, resume: bool, device: torch.device
 ) -> OneShot:
@@ -425,7 +432,10 @@ def train_smash(
                         "time": time.time(),
                     },
                 )
-                bar.set_postfix(loss=f"{value:.3f}", acc=f"{acc:.2f}", steps_s=f"{rate:.2f}")
+                left = _duration((total - g - 1) / rate)  # the whole training's, not the epoch's
+                bar.set_postfix(
+                    loss=f"{value:.3f}", acc=f"{acc:.2f}", steps_s=f"{rate:.2f}", all_left=left
+                )
                 bar.update(1)
             bar.close()
             save(epoch + 1, 0)

@@ -834,3 +834,15 @@ def test_presets_and_nesterov_without_momentum():
         )
         == []
     )
+
+
+def test_remaining_time_reads_at_its_scale():
+    from smashc.runtime.search import _duration
+
+    assert [_duration(t) for t in (0, 12.7, 250, 3900, 360000)] == [
+        "0s",
+        "12s",
+        "4m10s",
+        "1h05m",
+        "100h00m",
+    ]
