@@ -579,14 +579,16 @@ def score_all(
     path = out / "scores.jsonl"
     done = load_scores(path)
     results = []
-    for i in tqdm(range(sc.archs), desc="scoring", unit="arch", dynamic_ncols=True):
+    bar = tqdm(range(sc.archs), desc="scoring", unit="arch", dynamic_ncols=True)
+    for i in bar:
         if i in done:
-            results.append(done[i])
-            continue
-        module = Sampler(cfg.space, _seed(cfg.seed, 5, i)).sample(1.0, name=f"arch{i}")
-        rec = score_one(model, module, batches, cfg, i, "sample", device, calibration)
-        runs.append_jsonl(path, dataclasses.asdict(rec))
+            rec = done[i]
+        else:
+            module = Sampler(cfg.space, _seed(cfg.seed, 5, i)).sample(1.0, name=f"arch{i}")
+            rec = score_one(model, module, batches, cfg, i, "sample", device, calibration)
+            runs.append_jsonl(path, dataclasses.asdict(rec))
         results.append(rec)
+        bar.set_postfix(best_error=f"{min(r.error for r in results):.3f}", refresh=False)
     return results
 
 
@@ -666,7 +668,8 @@ def refine(
     current = best
     tried = []
     seen: set[arch.Network] = set()
-    for j in tqdm(range(sc.refine), desc="refining", unit="arch", dynamic_ncols=True):
+    bar = tqdm(range(sc.refine), desc="refining", unit="arch", dynamic_ncols=True)
+    for j in bar:
         net = expand(load_text(current.text))
         seen.add(replace(net, name=""))  # the best so far; a no-op once it was a candidate
         cand = fresh_perturbation(net, seen, cfg.space, rng, sc.perturb)
@@ -695,6 +698,7 @@ def refine(
         tried.append(rec)
         if rec.error < current.error:
             current = rec
+        bar.set_postfix(best_error=f"{current.error:.3f}", refresh=False)
     return tried
 
 
@@ -979,6 +983,7 @@ def train_final(
                     lr = f"--lr, final.lr, now {fc.lr:g}"
                     raise runs.diverged("the final training", value, epoch, f"batch {step}", lr)
                 sums = [sums[0] + value, sums[1] + acc, sums[2] + 1]
+                bar.set_postfix(loss=f"{sums[0] / sums[2]:.3f}", acc=f"{sums[1] / sums[2]:.3f}")
                 bar.update(1)
             bar.close()
             val_loss, val_acc = evaluate(net, val_batches)
