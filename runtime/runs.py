@@ -35,25 +35,28 @@ def diverged(what: str, loss: float, epoch: int, where: str, lr: str) -> SmashEr
 
 
 class StopFlag:
-    """Ctrl-C as a request: the first only sets ``requested``, which a training loop checks
-    between steps, so its checkpoint never holds a half-applied update; a second interrupts
-    at once. Installed only in the main thread (where Python delivers signals)."""
+    """Ctrl-C (SIGINT), or the SIGTERM a batch scheduler sends before it kills a job, as a
+    request: the first only sets ``requested``, which a training loop checks between steps,
+    so its checkpoint never holds a half-applied update; a second interrupts at once.
+    Installed only in the main thread (where Python delivers signals)."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
     def __init__(self) -> None:
         self.requested = False
-        self._previous = None
+        self._previous: dict = {}
 
     def install(self) -> StopFlag:
         if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGINT, self._on_sigint)
+            self._previous = {sig: signal.signal(sig, self._on_signal) for sig in self.SIGNALS}
         return self
 
     def uninstall(self) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
-            self._previous = None
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous = {}
 
-    def _on_sigint(self, signum, frame) -> None:
+    def _on_signal(self, signum, frame) -> None:
         if self.requested:
             raise KeyboardInterrupt
         self.requested = True

@@ -292,7 +292,20 @@ def test_scoring_resumes_from_scores_jsonl(resumed, tmp_path):
 @pytest.fixture(scope="module")
 def interrupted(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
     """A run stopped with SIGINT (Ctrl-C) during HyperNet training."""
-    out = tmp_path_factory.mktemp("interrupt") / "run"
+    return _stopped_run(tmp_path_factory.mktemp("interrupt") / "run", signal.SIGINT)
+
+
+def test_sigterm_stops_a_run_as_ctrl_c_does(tmp_path):
+    """What a batch scheduler sends before it kills a job."""
+    out, proc = _stopped_run(tmp_path / "run", signal.SIGTERM)
+    assert proc.returncode == 130, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr and "smashc search --resume" in proc.stderr
+    state = torch.load(out / "checkpoint.pt", weights_only=True)
+    assert state["epoch"] * STEPS_PER_EPOCH + state["step"] == len(jsonl(out / "train.jsonl"))
+
+
+def _stopped_run(out: Path, sig: int) -> tuple[Path, subprocess.CompletedProcess]:
+    """A smoke search sent ``sig`` once its first SMASH step is logged."""
     args = [sys.executable, "-m", "smashc", *RESUME_ARGS, "--seed", "2", "--out", str(out)]
 
     def default_sigint() -> None:  # a background parent may have left SIGINT ignored
@@ -312,7 +325,7 @@ def interrupted(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
         while not ((out / "train.jsonl").exists() and (out / "train.jsonl").read_text()):
             assert proc.poll() is None and time.monotonic() < deadline, "no SMASH step"
             time.sleep(0.002)
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(sig)
         stdout, stderr = proc.communicate(timeout=120)
     finally:
         if proc.poll() is None:
@@ -474,8 +487,9 @@ def _train_final(final_setup, out: Path, resume: bool = False) -> dict:
     return search.train_final(source, cfg, ds, train, val, out, torch.device("cpu"), resume=resume)
 
 
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
 def test_final_training_stopped_by_ctrl_c_resumes_to_the_same_result(
-    final_setup, tmp_path, monkeypatch
+    final_setup, tmp_path, monkeypatch, sig
 ):
     from smashc.runtime import precision, runs
 
@@ -487,7 +501,7 @@ def test_final_training_stopped_by_ctrl_c_resumes_to_the_same_result(
     def ctrl_c_at_batch_six(*args, **kwargs):  # epoch 2 of 3, third of four batches
         calls.append(1)
         if len(calls) == 6:
-            signal.raise_signal(signal.SIGINT)
+            signal.raise_signal(sig)
         return real(*args, **kwargs)
 
     monkeypatch.setattr(precision, "autocast", ctrl_c_at_batch_six)
@@ -498,6 +512,7 @@ def test_final_training_stopped_by_ctrl_c_resumes_to_the_same_result(
     assert (state["epoch"], state["step"]) == (1, 2)  # mid-epoch: batch 6 ran, then it stopped
     assert len(jsonl(b / "final.jsonl")) == 1
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
 
     resumed = _train_final(final_setup, b, resume=True)
     assert resumed == whole
