@@ -63,17 +63,22 @@ class StopFlag:
 
 
 def atomic_save(obj, path: Path) -> None:
+    """``torch.save`` through a temporary file and a rename: a kill leaves the old file or
+    the new one, never half of one."""
     tmp = path.with_suffix(path.suffix + ".tmp")
     torch.save(obj, tmp)
     os.replace(tmp, path)
 
 
 def append_jsonl(path: Path, record: dict) -> None:
+    """One JSON record per line, appended as soon as it is known (``read_jsonl`` reads them
+    back)."""
     with path.open("a", encoding="utf-8") as f:
         f.write(json.dumps(record) + "\n")
 
 
 def damaged(path: Path, line: int, what: str) -> SmashError:
+    """E0707 at ``path:line``: a file of a run that cannot be used as it is."""
     msg = f"{what}: this file of the run is damaged; delete it (or the run) to redo its work"
     return SmashError([error("E0707", msg, Span(str(path), line, 1, line, 1))])
 
