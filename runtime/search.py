@@ -246,10 +246,14 @@ def resolve_device(name: str) -> torch.device:
 
 def run_precision(name: str, device: torch.device, resumed: Path | None = None) -> str:
     """``name`` resolved for ``device`` (``runtime.precision``); ``auto`` in a resumed run
-    takes the precision its ``config.json`` recorded, so it goes on computing as it began."""
-    if name == "auto" and resumed is not None and (resumed / "config.json").is_file():
-        stored = json.loads((resumed / "config.json").read_text(encoding="utf-8"))
-        if stored.get("precision") in ("fp32", "bf16"):
+    takes the precision its ``config.json`` recorded, so it goes on computing as it began.
+    (One that cannot be read is left to ``runs.check_resumable`` to report.)"""
+    if name == "auto" and resumed is not None:
+        try:
+            stored = json.loads((resumed / "config.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            stored = None
+        if isinstance(stored, dict) and stored.get("precision") in ("fp32", "bf16"):
             return stored["precision"]
     return precision.resolve(name, device)
 

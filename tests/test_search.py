@@ -450,6 +450,15 @@ def test_a_damaged_log_line_is_located(tmp_path, bad):
     assert info.value.render().startswith(f"{log}:2:1: error[E0707]: not a JSON record")
 
 
+def test_resume_with_a_damaged_config_is_a_located_error(resumed, tmp_path, capsys):
+    d = tmp_path / "B"
+    shutil.copytree(resumed["B"], d)
+    (d / "config.json").write_text("garbage{\n")
+    code, _, err = run_main([*RESUME_ARGS, "--resume", "--out", str(d)], capsys)
+    assert code == 1 and "Traceback" not in err
+    assert err.startswith(f"{d / 'config.json'}:1:1: error[E0707]: cannot read the run's"), err
+
+
 def test_resume_from_a_damaged_checkpoint_is_a_located_error(resumed, tmp_path, capsys):
     d = tmp_path / "B"
     shutil.copytree(resumed["B"], d)
