@@ -54,6 +54,8 @@ from smashc.runtime.search import (
     Scored,
     SearchConfig,
     SmashTraining,
+    _count,
+    _optional_count,
     _pyplot,
     _save_figure,
     _seed,
@@ -189,6 +191,43 @@ _CMDLINE = Span("<command line>", 1, 1, 1, 1)
 def _fail(code: str, message: str, where: str | Path | None = None) -> SmashError:
     span = _CMDLINE if where is None else Span(str(where), 1, 1, 1, 1)
     return SmashError([error(code, message, span)])
+
+
+# an experiment's own settings: the flag that sets one (if any), and what it must be
+_RULES = {
+    "every": ("--every", _count(1)),
+    "jobs": ("--jobs", _count(1)),
+    "archs": ("--archs", _count(1)),
+    "proposals": ("--proposals", _count(1)),
+    "grad_batches": ("--grad-batches", _count(1)),
+    "knob_bn_batches": (None, _count(1)),
+    "knob_z_samples": (None, _count(1)),
+    "test_images": (None, _optional_count(1)),
+    "resamples": (None, _count(1)),
+    "modes": (
+        "--mode",
+        (
+            lambda v: 0 < len(v) == len(set(v)) and set(v) <= set(MODES),
+            "a list of distinct modes among " + ", ".join(MODES),
+        ),
+    ),
+}
+
+
+def check(cfg) -> None:
+    """A SmashError (E0704, one diagnostic per setting) for each of the experiment ``cfg``'s
+    own settings out of range; its ``search`` settings are ``search.check_config``'s."""
+    problems = []
+    for f in dataclasses.fields(cfg):
+        if f.name not in _RULES:
+            continue
+        flag, (ok, wanted) = _RULES[f.name]
+        value = getattr(cfg, f.name)
+        if not ok(value):
+            said = f"{flag} must be {wanted}, got {value!r} ({f.name})" if flag else None
+            problems.append(said or f"{f.name} must be {wanted}, got {value!r}")
+    if problems:
+        raise SmashError([error("E0704", p, _CMDLINE) for p in problems])
 
 
 # --- shared setup: folder, config, the trained SMASH network --------------------------------
@@ -544,10 +583,7 @@ def _reference_results(cfg: CorrelationConfig, ref: Path) -> dict[int, dict]:
 
 def run_correlation(cfg: CorrelationConfig, out: Path, name: str = "correlation") -> dict:
     """The correlation experiment; returns its summary (also written to summary.json)."""
-    if cfg.every < 1:
-        raise _fail("E0704", f"--every must be at least 1, got {cfg.every}")
-    if cfg.jobs < 1:
-        raise _fail("E0704", f"--jobs must be at least 1, got {cfg.jobs}")
+    check(cfg)
     trained = -(-cfg.search.score.archs // cfg.every)
     if cfg.reference is None and trained < 3:
         raise _fail(
@@ -717,8 +753,7 @@ def _scatter(smash, true, stats: dict, path: Path, cfg: CorrelationConfig) -> No
 
 def run_corrupt(cfg: CorruptConfig, out: Path) -> dict:
     """Scores each architecture with its true c and with c corrupted one field at a time."""
-    if cfg.archs < 1:
-        raise _fail("E0704", f"--archs must be at least 1, got {cfg.archs}")
+    check(cfg)
     cfg, device, model, batches, calibration = _scoring_run(cfg, out)
     scfg = cfg.search
     enc = scfg.space.encoding()
@@ -829,8 +864,7 @@ def _change_key(ch: Change) -> str:
 def run_arch_grad(cfg: ArchGradConfig, out: Path) -> dict:
     """Per architecture: dE/dc, the ``proposals`` single-op changes it predicts to lower E the
     most, and as many random ones; all scored by their actual SMASH error."""
-    if cfg.archs < 1 or cfg.proposals < 1 or cfg.grad_batches < 1:
-        raise _fail("E0704", "--archs, --proposals and --grad-batches must be at least 1")
+    check(cfg)
     cfg, device, model, batches, calibration = _scoring_run(cfg, out)
     scfg = cfg.search
     enc = scfg.space.encoding()

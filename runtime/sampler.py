@@ -33,8 +33,6 @@ VARIABLE_OPS = (
 class SearchSpace:
     """Search-space settings; defaults are the reference implementation's."""
 
-    depth_budget: int = 12  # D
-    widening: int = 4  # k
     unit: int = 8  # N
     max_units: int = 64  # N_max
     bottleneck: int = 4  # bottleneck = min(bottleneck * out, max_bottleneck * N_max)
@@ -70,6 +68,18 @@ class SearchSpace:
             input=self.input,
             classes=self.classes,
         )
+
+
+def bank_sizes(sp: SearchSpace, b: int) -> list[int]:
+    """Block ``b``'s bank sizes (in units): those that divide its input and leave room,
+    under its width cap and ``max_banks``, for at least one bank beyond the input's."""
+    cin, cap = sp.block_inputs[b], sp.max_block_widths[b]
+    return [
+        s
+        for s in range(1, sp.max_units // sp.unit + 1)
+        if cin % (s * sp.unit) == 0
+        and min(sp.max_banks, cap // (s * sp.unit)) > cin // (s * sp.unit)
+    ]
 
 
 @functools.cache
@@ -140,12 +150,7 @@ class Sampler:
     def _block(self, b: int, max_budget: float, max_kernel: int) -> arch.Block:
         rng, sp = self.rng, self.space
         cin, cap = sp.block_inputs[b], sp.max_block_widths[b]
-        sizes = [
-            s
-            for s in range(1, sp.max_units // sp.unit + 1)
-            if cin % (s * sp.unit) == 0 and cap // (s * sp.unit) > cin // (s * sp.unit)
-        ]
-        bank_size = int(rng.choice(sizes))
+        bank_size = int(rng.choice(bank_sizes(sp, b)))
         width = bank_size * sp.unit
         n_banks = min(sp.max_banks, cap // width)
         written = cin // width  # the input fills the first banks

@@ -31,7 +31,7 @@ from smashc.runtime import precision, runs
 from smashc.runtime.data import Batches, Dataset, Subset, split
 from smashc.runtime.hypernet import HyperNetConfig
 from smashc.runtime.oneshot import Compiled, OneShot
-from smashc.runtime.sampler import Sampler, SearchSpace
+from smashc.runtime.sampler import Sampler, SearchSpace, bank_sizes
 
 # --- configuration ---------------------------------------------------------------------------
 
@@ -123,8 +123,10 @@ def _number(low: float, high: float, low_open: bool, high_open: bool):
             return False
         return (v > low if low_open else v >= low) and (v < high if high_open else v <= high)
 
-    if math.isinf(high):
+    if math.isinf(high) and low == 0:
         return ok, ("a positive number" if low_open else "a number of at least 0")
+    if math.isinf(high):
+        return ok, (f"a number above {low:g}" if low_open else f"a number of at least {low:g}")
     return ok, f"in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
 
 
@@ -141,12 +143,70 @@ def _one_of(*names: str):
     return (lambda v: v in names), "one of " + ", ".join(names)
 
 
+def _counts(least: int):
+    ok, _ = _count(least)
+    return (lambda v: isinstance(v, tuple) and len(v) > 0 and all(ok(x) for x in v)), (
+        f"a list of integers of at least {least}"
+    )
+
+
+def _odd(low: int, high: int):
+    return (lambda v: v in range(low, high + 1, 2)), "one of " + ", ".join(
+        map(str, range(low, high + 1, 2))
+    )
+
+
+def _power_of_two():
+    ok, _ = _count(1)
+    return (lambda v: ok(v) and v & (v - 1) == 0), "a power of two"
+
+
+def _space_problems(sp: SearchSpace) -> list[str]:
+    """What keeps ``sp`` from drawing architectures, beyond the ranges of single settings
+    (those come first; these are checked only where they hold)."""
+    out = []
+    if sp.max_units % sp.unit:
+        out.append(f"space.max_units ({sp.max_units}) must be a multiple of space.unit ({sp.unit})")
+    elif sp.unit % sp.max_groups:
+        out.append(
+            f"space.max_groups ({sp.max_groups}) must divide space.unit ({sp.unit}): every "
+            "conv's channel counts are multiples of the unit"
+        )
+    lengths = {len(sp.block_inputs), len(sp.max_block_widths), len(sp.budgets)}
+    if len(lengths) > 1:
+        out.append(
+            "space.block_inputs, space.max_block_widths and space.budgets need one entry "
+            f"per block, got {len(sp.block_inputs)}, {len(sp.max_block_widths)} and "
+            f"{len(sp.budgets)}"
+        )
+    elif not out:
+        for b, cin in enumerate(sp.block_inputs):
+            if not bank_sizes(sp, b):
+                out.append(
+                    f"block {b} has no bank size: its input ({cin} channels) must be a "
+                    f"multiple of a bank size (space.unit ... space.max_units, in steps of "
+                    f"space.unit), and space.max_block_widths ({sp.max_block_widths[b]}) and "
+                    f"space.max_banks ({sp.max_banks}) must leave room for one more bank"
+                )
+    if sp.kernel_from > sp.max_kernel:
+        out.append(
+            f"space.kernel_from ({sp.kernel_from}) must be at most space.max_kernel "
+            f"({sp.max_kernel})"
+        )
+    if sp.budget_from > sp.budget_to:
+        out.append(
+            f"space.budget_from ({sp.budget_from:g}) must be at most space.budget_to "
+            f"({sp.budget_to:g})"
+        )
+    return out
+
+
 def config_problems(cfg: SearchConfig) -> list[str]:
     """Every setting of ``cfg`` out of its range, one message each, naming the flag that sets
-    it where there is one (empty when all are fine). The search space and the HyperNet are
-    checked where they are built."""
+    it where there is one (empty when all are fine); then what keeps the search space from
+    drawing architectures. (The space's input shape and classes come from the dataset.)"""
     inf = math.inf
-    t, s, f = cfg.train, cfg.score, cfg.final
+    t, s, f, sp, h = cfg.train, cfg.score, cfg.final, cfg.space, cfg.hypernet
     rules = [
         ("seed", cfg.seed, _count(0)),
         ("device", cfg.device, _one_of("cpu", "cuda", "auto")),
@@ -173,6 +233,27 @@ def config_problems(cfg: SearchConfig) -> list[str]:
         ("final.momentum", f.momentum, _number(0, 1, False, True)),
         ("final.weight_decay", f.weight_decay, _number(0, inf, False, True)),
         ("final.train_images", f.train_images, _optional_count(1)),
+        ("space.unit", sp.unit, _count(1)),
+        ("space.max_units", sp.max_units, _count(1)),
+        ("space.bottleneck", sp.bottleneck, _count(1)),
+        ("space.max_bottleneck", sp.max_bottleneck, _count(1)),
+        ("space.depth_compression", sp.depth_compression, _count(1)),
+        # dilations are drawn from 1 .. 4 - (k - 1) / 2: none is left for 9x9 kernels
+        ("space.max_kernel", sp.max_kernel, _odd(3, 7)),
+        ("space.kernel_from", sp.kernel_from, _odd(3, 7)),
+        ("space.max_dilation", sp.max_dilation, _count(1)),
+        ("space.max_groups", sp.max_groups, _power_of_two()),
+        ("space.max_banks", sp.max_banks, _count(1)),
+        ("space.block_inputs", sp.block_inputs, _counts(1)),
+        ("space.max_block_widths", sp.max_block_widths, _counts(1)),
+        ("space.budgets", sp.budgets, _counts(1)),
+        # a block's budget fraction is drawn from U(0.3, max), max annealed from -> to
+        ("space.budget_from", sp.budget_from, _number(0.3, inf, False, True)),
+        ("space.budget_to", sp.budget_to, _number(0.3, inf, False, True)),
+        ("hypernet.stem_channels", h.stem_channels, _count(1)),
+        ("hypernet.blocks", h.blocks, _counts(1)),
+        ("hypernet.growth", h.growth, _count(1)),
+        ("hypernet.slope", h.slope, _number(0, inf, False, True)),
     ]
     problems = []
     for name, value, (ok, wanted) in rules:
@@ -182,6 +263,8 @@ def config_problems(cfg: SearchConfig) -> list[str]:
             problems.append(said or f"{name} must be {wanted}, got {value!r}")
     if f.nesterov and f.momentum == 0:
         problems.append("final.nesterov needs a final.momentum above 0")
+    if not any(p.startswith("space.") for p in problems):
+        problems += _space_problems(sp)
     return problems
 
 

@@ -236,12 +236,29 @@ def _scoring_overrides(args: argparse.Namespace) -> dict:
     return {k: v for k, v in pairs if v is not None}
 
 
-def _search_config(args: argparse.Namespace):
-    from dataclasses import replace
+def _settings(cfg, args: argparse.Namespace, apply_flags):
+    """``cfg`` (a preset) with ``--config``'s file over it, then the flags
+    (``apply_flags(cfg)``), then each ``--set``."""
+    from smashc.runtime import settings
 
+    if args.config is not None:
+        cfg = settings.load(cfg, args.config)
+    cfg = apply_flags(cfg)
+    for item in args.set:
+        cfg = settings.assign(cfg, item)
+    return cfg
+
+
+def _search_config(args: argparse.Namespace):
     from smashc.runtime.search import PRESETS
 
-    cfg = replace(PRESETS[args.preset], **_run_overrides(args))
+    return _settings(PRESETS[args.preset], args, lambda cfg: _search_flags(cfg, args))
+
+
+def _search_flags(cfg, args: argparse.Namespace):
+    from dataclasses import replace
+
+    cfg = replace(cfg, **_run_overrides(args))
     if getattr(args, "epochs", None) is not None:
         cfg = replace(cfg, train=replace(cfg.train, epochs=args.epochs))
     if getattr(args, "archs", None) is not None:
@@ -262,9 +279,9 @@ def cmd_search(args: argparse.Namespace) -> int:
     from smashc.runtime import alloc, runs, search
 
     alloc.tune_process()
-    cfg = _search_config(args)
     out = Path(args.out)
     try:
+        cfg = _search_config(args)
         summary = search.search(cfg, out, resume=args.resume, final=not args.no_final)
     except SmashError as exc:
         print(exc.render(), file=sys.stderr)
@@ -300,9 +317,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     from smashc.runtime import alloc, runs, search
 
     alloc.tune_process()
-    cfg = _search_config(args)
     out = Path(args.out)
     try:
+        cfg = _search_config(args)
         name, text = read_source(args.file)
         expand(load_file(args.file))  # located errors before any data is loaded
         cfg, device, ds, train, val = search.open_run(cfg, out, args.resume)
@@ -320,8 +337,6 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def _experiment_config(args: argparse.Namespace):
     """The experiment's preset with the command line's overrides."""
-    from dataclasses import replace
-
     from smashc.runtime import experiments
 
     presets = {
@@ -330,7 +345,12 @@ def _experiment_config(args: argparse.Namespace):
         "corrupt": experiments.CORRUPT,
         "arch-grad": experiments.ARCH_GRAD,
     }[args.experiment]
-    cfg = presets[args.preset]
+    return _settings(presets[args.preset], args, lambda cfg: _experiment_flags(cfg, args))
+
+
+def _experiment_flags(cfg, args: argparse.Namespace):
+    from dataclasses import replace
+
     s = replace(cfg.search, **_run_overrides(args))
     if args.epochs is not None:
         s = replace(s, train=replace(s.train, epochs=args.epochs))
@@ -518,6 +538,20 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("demo", "smoke", "paper"),
         default="demo",
         help="settings to start from (default: demo; smoke: seconds, for tests)",
+    )
+    run.add_argument(
+        "--config",
+        metavar="FILE.json",
+        help="settings over the preset's: a run's config.json repeats that run, a file with a "
+        "few of its keys changes those",
+    )
+    run.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="change any setting, after the other flags (repeatable): --set final.momentum=0.8 "
+        "--set space.max_kernel=5; the keys are those of config.json (docs/search.md)",
     )
     run.add_argument("--dataset", choices=("fashion-mnist", "cifar10", "cifar100", "synthetic"))
     run.add_argument("--data-dir", help="folder with the dataset files")
