@@ -282,6 +282,8 @@ def cmd_search(args: argparse.Namespace) -> int:
     out = Path(args.out)
     try:
         cfg = _search_config(args)
+        if args.print_config:
+            return _print_config(cfg, search.check_config)
         summary = search.search(cfg, out, resume=args.resume, final=not args.no_final)
     except SmashError as exc:
         print(exc.render(), file=sys.stderr)
@@ -303,6 +305,17 @@ def cmd_search(args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_config(cfg, *checks) -> int:
+    """``--print-config``: the resolved settings as the JSON that ``--config`` reads and a run
+    writes to config.json, once ``checks`` find them in range; nothing runs."""
+    import json
+
+    for check in checks:
+        check(cfg)
+    print(json.dumps(cfg.to_json(), indent=2))
+    return 0
+
+
 def _interrupted(argv: list[str]) -> int:
     """Ctrl-C: what was saved, and the command line that goes on from it."""
     argv = [a for a in argv if a != "--resume"]
@@ -320,6 +333,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     out = Path(args.out)
     try:
         cfg = _search_config(args)
+        if args.print_config:
+            return _print_config(cfg, search.check_config)
         name, text = read_source(args.file)
         expand(load_file(args.file))  # located errors before any data is loaded
         cfg, device, ds, train, val = search.open_run(cfg, out, args.resume)
@@ -431,7 +446,7 @@ def _print_arch_grad(summary: dict) -> None:
 def cmd_experiment(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from smashc.runtime import alloc, experiments, runs
+    from smashc.runtime import alloc, experiments, runs, search
 
     alloc.tune_process()
     run, show = {
@@ -443,6 +458,8 @@ def cmd_experiment(args: argparse.Namespace) -> int:
     out = Path(args.out or f"runs/{args.experiment}")
     try:
         cfg = _experiment_config(args)
+        if args.print_config:
+            return _print_config(cfg, experiments.check, lambda c: search.check_config(c.search))
         if args.experiment in ("correlation", "low-budget"):
             summary = run(cfg, out, args.experiment)
         else:
@@ -552,6 +569,11 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="change any setting, after the other flags (repeatable): --set final.momentum=0.8 "
         "--set space.max_kernel=5; the keys are those of config.json (docs/search.md)",
+    )
+    run.add_argument(
+        "--print-config",
+        action="store_true",
+        help="print the resolved settings as JSON (what --config reads) and stop",
     )
     run.add_argument("--dataset", choices=("fashion-mnist", "cifar10", "cifar100", "synthetic"))
     run.add_argument("--data-dir", help="folder with the dataset files")

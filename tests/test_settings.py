@@ -399,3 +399,53 @@ def test_resume_refuses_other_set_values(tmp_path):
         "--set", "final.momentum=0.5",
     )  # fmt: skip
     assert proc.returncode == 1 and "final.momentum 0.9 -> 0.5" in proc.stderr, proc.stderr
+
+
+def _seeded(cfg, seed: int, archs: int | None = None):
+    """``cfg`` (a search or an experiment config) with its search's seed (and archs)."""
+    if not isinstance(cfg, search.SearchConfig):
+        return dataclasses.replace(cfg, search=_seeded(cfg.search, seed, archs))
+    if archs is not None:
+        cfg = dataclasses.replace(cfg, score=dataclasses.replace(cfg.score, archs=archs))
+    return dataclasses.replace(cfg, seed=seed)
+
+
+@pytest.mark.parametrize(
+    ("argv", "key", "expected"),
+    [
+        (["search", "--archs", "7"], "seed", _seeded(search.PRESETS["paper"], 5, 7)),
+        (["train", "examples/resnet20.smash"], "seed", _seeded(search.PRESETS["smoke"], 5)),
+        (["experiment", "corrupt"], "search.seed", _seeded(experiments.CORRUPT["smoke"], 5)),
+    ],
+    ids=["search", "train", "experiment"],
+)
+def test_print_config_shows_what_config_reads_and_runs_nothing(
+    argv, key, expected, tmp_path, capsys
+):
+    """``--print-config`` prints the resolved settings (preset, flags and ``--set``), writes
+    no folder, and its output given back to ``--config`` over the default preset is the
+    same."""
+    from smashc.cli import main
+
+    out = tmp_path / "out"
+    preset = "paper" if argv[0] == "search" else "smoke"
+    more = ["--preset", preset, "--set", f"{key}=5", "--out", str(out), "--print-config"]
+    assert main([*argv, *more]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert not out.exists()
+    assert printed == json.loads(json.dumps(expected.to_json()))
+    saved = tmp_path / "printed.json"
+    saved.write_text(json.dumps(printed))
+    command = argv[:1] if argv[0] == "search" else argv[:2]  # without the flags
+    assert main([*command, "--config", str(saved), "--print-config"]) == 0
+    assert json.loads(capsys.readouterr().out) == printed
+
+
+def test_print_config_refuses_settings_out_of_range(capsys):
+    from smashc.cli import main
+
+    assert main(["search", "--set", "train.epochs=0", "--print-config"]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == "" and "error[E0704]: --epochs must be at least 1" in captured.err
+    assert main(["experiment", "arch-grad", "--set", "proposals=0", "--print-config"]) == 1
+    assert "proposals" in capsys.readouterr().err
