@@ -31,7 +31,7 @@ import torch
 from scipy.stats import ConstantInputWarning
 from tqdm import tqdm
 
-from smashc.diagnostics import SmashError, Span, error
+from smashc.diagnostics import COMMAND_LINE, SmashError, Span, error
 from smashc.frontend import ast
 from smashc.frontend.flatten import to_module
 from smashc.runtime import runs, search
@@ -185,11 +185,10 @@ ARCH_GRAD: dict[str, ArchGradConfig] = {
 }
 
 SCORES = "scores.jsonl"
-_CMDLINE = Span("<command line>", 1, 1, 1, 1)
 
 
 def _fail(code: str, message: str, where: str | Path | None = None) -> SmashError:
-    span = _CMDLINE if where is None else Span(str(where), 1, 1, 1, 1)
+    span = COMMAND_LINE if where is None else Span(str(where), 1, 1, 1, 1)
     return SmashError([error(code, message, span)])
 
 
@@ -227,7 +226,7 @@ def check(cfg) -> None:
             said = f"{flag} must be {wanted}, got {value!r} ({f.name})" if flag else None
             problems.append(said or f"{f.name} must be {wanted}, got {value!r}")
     if problems:
-        raise SmashError([error("E0704", p, _CMDLINE) for p in problems])
+        raise SmashError([error("E0704", p, COMMAND_LINE) for p in problems])
 
 
 # --- shared setup: folder, config, the trained SMASH network --------------------------------

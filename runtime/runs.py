@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from smashc.diagnostics import SmashError, Span, error
+from smashc.diagnostics import COMMAND_LINE, SmashError, Span, error
 
 
 class Interrupted(Exception):
@@ -31,7 +31,7 @@ def diverged(what: str, loss: float, epoch: int, where: str, lr: str) -> SmashEr
         f"{what} diverged: its loss is {loss} in epoch {epoch + 1}, {where}; start it over "
         f"with a lower learning rate ({lr})"
     )
-    return SmashError([error("E0708", msg, Span("<command line>", 1, 1, 1, 1))])
+    return SmashError([error("E0708", msg, COMMAND_LINE)])
 
 
 class StopFlag:

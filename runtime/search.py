@@ -24,7 +24,7 @@ import torch.nn.functional as F  # noqa: N812
 from tqdm import tqdm
 
 from smashc import arch, report
-from smashc.diagnostics import SmashError, Span, error
+from smashc.diagnostics import COMMAND_LINE, SmashError, Span, error
 from smashc.frontend import ast
 from smashc.frontend.printer import module as print_module
 from smashc.runtime import precision, runs
@@ -271,10 +271,9 @@ def config_problems(cfg: SearchConfig) -> list[str]:
 def check_config(cfg: SearchConfig) -> None:
     """Raises a SmashError (E0704, one diagnostic per setting) when ``cfg`` has settings out
     of range: before any data is loaded or anything is written."""
-    span = Span("<command line>", 1, 1, 1, 1)
     problems = config_problems(cfg)
     if problems:
-        raise SmashError([error("E0704", p, span) for p in problems])
+        raise SmashError([error("E0704", p, COMMAND_LINE) for p in problems])
 
 
 DEMO_SPACE = SearchSpace(
@@ -322,8 +321,9 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        span = Span("<command line>", 1, 1, 1, 1)
-        raise SmashError([error("E0704", "--device cuda: no CUDA device is available", span)])
+        raise SmashError(
+            [error("E0704", "--device cuda: no CUDA device is available", COMMAND_LINE)]
+        )
     return torch.device(name)
 
 

@@ -23,9 +23,7 @@ import types
 import typing
 from pathlib import Path
 
-from smashc.diagnostics import SmashError, Span, error
-
-COMMAND_LINE = Span("<command line>", 1, 1, 1, 1)
+from smashc.diagnostics import COMMAND_LINE, SmashError, Span, error
 
 
 class _Bad(Exception):

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from smashc import __version__
-from smashc.diagnostics import SmashError, Span, error
+from smashc.diagnostics import COMMAND_LINE, SmashError, Span, error
 from smashc.frontend import printer
 from smashc.frontend.expand import expand
 from smashc.frontend.flatten import to_module
@@ -41,9 +41,8 @@ def _overrides(pairs: Sequence[str]) -> dict[str, int]:
                 raise ValueError
             out[name] = int(value)
         except ValueError:
-            span = Span("<command line>", 1, 1, 1, 1)
             msg = f"-D expects NAME=INTEGER, got '{pair}'"
-            raise _UsageError([error("E0102", msg, span)]) from None
+            raise _UsageError([error("E0102", msg, COMMAND_LINE)]) from None
     return out
 
 
@@ -76,9 +75,8 @@ def cmd_check(args: argparse.Namespace) -> int:
             failed = True
     unused = sorted(set(overrides) - used)
     if len(args.files) > 1 and unused:
-        span = Span("<command line>", 1, 1, 1, 1)
         msg = f"no network among the files has a parameter '{unused[0]}'"
-        print(SmashError([error("E0102", msg, span)]).render(), file=sys.stderr)
+        print(SmashError([error("E0102", msg, COMMAND_LINE)]).render(), file=sys.stderr)
         failed = True
     return 1 if failed else 0
 
@@ -134,9 +132,8 @@ def _emit_encoding(ir, args: argparse.Namespace) -> None:
     from smashc.backends import encoding
 
     if args.output is None or not args.output.endswith((".npy", ".pt")):
-        span = Span("<command line>", 1, 1, 1, 1)
         msg = "--emit encoding needs -o FILE.npy or -o FILE.pt"
-        raise _UsageError([error("E0102", msg, span)])
+        raise _UsageError([error("E0102", msg, COMMAND_LINE)])
     cfg = encoding.EncodingConfig(
         input=ir.input, classes=ir.classes, convs_per_op=args.convs_per_op
     )
@@ -188,9 +185,8 @@ def cmd_compile(args: argparse.Namespace) -> int:
         print(SmashError(exc.diagnostics, sources).render(), file=sys.stderr)
         return 1
     except MissingAnalysis as exc:
-        span = Span("<command line>", 1, 1, 1, 1)
         msg = f"this output needs inferred {exc.what}: include infer-shapes in --passes"
-        print(SmashError([error("E0102", msg, span)]).render(), file=sys.stderr)
+        print(SmashError([error("E0102", msg, COMMAND_LINE)]).render(), file=sys.stderr)
         return 1
     if args.time_passes:
         total = sum(t for _, t in result.timings)

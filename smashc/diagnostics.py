@@ -21,6 +21,7 @@ class Span:
 
 
 NOSPAN = Span("<unknown>", 0, 0, 0, 0)
+COMMAND_LINE = Span("<command line>", 1, 1, 1, 1)  # where flag and setting errors point
 
 
 @dataclass(frozen=True)
