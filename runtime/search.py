@@ -14,7 +14,7 @@ import math
 import re
 import shutil
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -422,6 +422,25 @@ def _duration(seconds: float) -> str:
     return f"{h}h{m:02d}m" if h else (f"{m}m{sec:02d}s" if m else f"{sec}s")
 
 
+class _Inline:
+    """Compiles the next architecture at once, in this thread (the CPU's executor).
+
+    On a GPU a thread compiles it while the device computes. On the CPU there is nothing to
+    overlap: torch's threads keep every core busy through a step, and a compiling thread
+    costs a step at least as much as compiling inline, as it also contends for Python's lock
+    (``bench/overlap.py``, early bf16 steps on 2 cores: a compile adds 13.9 / 13.1 ms inline,
+    18.6 / 13.4 ms in a thread).
+    """
+
+    def submit(self, fn, *args) -> Future:
+        done: Future = Future()
+        done.set_result(fn(*args))
+        return done
+
+    def shutdown(self, wait: bool = True, cancel_futures: bool = False) -> None:
+        pass
+
+
 def train_smash(
     cfg: SearchConfig, ds: Dataset, train: Subset, out: Path, resume: bool, device: torch.device
 ) -> OneShot:
@@ -470,7 +489,7 @@ def train_smash(
         return model.compile(_arch_for_step(cfg.space, cfg.seed, g, g / total))
 
     model.train()
-    pool = ThreadPoolExecutor(1)  # compiles the next architecture while this step computes
+    pool = ThreadPoolExecutor(1) if device.type == "cuda" else _Inline()
     stop = runs.StopFlag().install()
     try:
         for epoch in range(epoch0, t.epochs):
