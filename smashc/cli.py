@@ -302,8 +302,9 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 
 def _print_config(cfg, *checks) -> int:
-    """``--print-config``: the resolved settings as the JSON that ``--config`` reads and a run
-    writes to config.json, once ``checks`` find them in range; nothing runs."""
+    """``--print-config``: the resolved settings as the JSON that ``--config`` reads, once
+    ``checks`` find them in range; nothing runs. (A run's config.json also has the space's
+    input shape and classes from the dataset it loads.)"""
     import json
 
     for check in checks:
