@@ -428,8 +428,8 @@ class _Inline:
     On a GPU a thread compiles it while the device computes. On the CPU there is nothing to
     overlap: torch's threads keep every core busy through a step, and a compiling thread
     costs a step at least as much as compiling inline, as it also contends for Python's lock
-    (``bench/overlap.py``, early bf16 steps on 2 cores: a compile adds 13.9 / 13.1 ms inline,
-    18.6 / 13.4 ms in a thread).
+    (``bench/overlap.py``, bf16 steps on 2 cores: a compile adds 13.9 / 13.1 ms inline and
+    18.6 / 13.4 ms in a thread to an early step, 14.1 / 12.0 and 16.1 / 18.1 ms late).
     """
 
     def submit(self, fn, *args) -> Future:
