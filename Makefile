@@ -47,8 +47,8 @@ bench: setup  ## benchmark table: compile throughput, SMASH step and scoring (fp
 	$(BIN)/python bench/run.py
 
 lint: setup  ## ruff lint and format check
-	$(BIN)/ruff check smashc grammar passes runtime tests
-	$(BIN)/ruff format --check smashc grammar passes runtime tests
+	$(BIN)/ruff check smashc grammar passes runtime tests bench
+	$(BIN)/ruff format --check smashc grammar passes runtime tests bench
 
 clean:  ## remove the virtual environment and outputs
 	rm -rf $(VENV) out runs build *.egg-info

@@ -6,8 +6,8 @@ Each script prints its figures as a JSON line (``--json``); this runner adds the
 resident memory of each process and writes everything to ``--out``. The SMASH step and
 scoring run in fp32 and, where ``--precision auto`` picks it, in bf16; the reference's
 work also runs as ``bench/reference.py`` re-enacts the reference (the bar the targets
-halve). ``--quick`` runs fewer steps and images (minutes instead of about 10; for trying
-it out).
+halve), and ``bench/compile_floor.py`` gives the floor under compiling. ``--quick`` runs
+fewer steps and images (minutes instead of about 10; for trying it out).
 """
 
 from __future__ import annotations
@@ -53,7 +53,10 @@ def main() -> None:
     precisions = ["fp32"] + ([auto] if auto != "fp32" else [])
     step = ["--steps", "3", "--blocks", "1"] if quick else []
     score = ["--images", "1000" if quick else "5000", "--archs", "2"]
-    jobs = [("compile", "compile.py", ["--archs", "10" if quick else "50"])]
+    jobs = [
+        ("compile", "compile.py", ["--archs", "10" if quick else "50"]),
+        ("floor", "compile_floor.py", ["--archs", "20" if quick else "60"]),
+    ]
     for p in precisions:
         again = ["--blocks", "0"] if p != "fp32" else []
         jobs.append((f"step_{p}", "train_step.py", [*step, *again, "--precision", p]))
@@ -81,6 +84,15 @@ def table(r: dict, precisions: list[str], quick: bool) -> str:
         ("compile, from text (archs/s)", f"{c['text']['archs_per_s']:.1f}", mem["compile"]),
         ("compile, training path (archs/s)", f"{c['training']['archs_per_s']:.1f}", ""),
     ]
+    for when, f in r["floor"]["figures"].items():
+        rows.append(
+            (
+                f"compile floor {when}: building its two graphs (ms)",
+                f"{f['floor_ms']:.2f}",
+                f"networkx {f['networkx_ms']:.2f} + fx {f['fx_ms']:.2f}; whole compile"
+                f" {f['compile_ms']:.2f} (<=64)",
+            )
+        )
     for when in ("early", "late"):
         m = ref[when]
         rows.append(

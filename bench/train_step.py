@@ -129,9 +129,10 @@ def compile_cost(
 ) -> dict:
     """What compiling costs a step: steps whose architecture was compiled beforehand
     (untimed), compiled in a background thread while the previous step ran (as
-    ``train_smash`` does on a GPU), and compiled inline (as it does on the CPU). Blocks of four architectures; each is
-    compiled and stepped once untimed first (oneDNN builds its kernels on a conv shape's
-    first use), then every mode runs the block, in an order that rotates between blocks.
+    ``train_smash`` does on a GPU), and compiled inline (as it does on the CPU). Blocks of
+    four architectures; each is compiled and stepped once untimed first (oneDNN builds its
+    kernels on a conv shape's first use), then every mode runs the block, in an order that
+    rotates between blocks.
     A mode's first step in a block is not counted (nothing was prefetched before it)."""
     model, step = smash_trainer(space, batch, device, prec)
     pool = ThreadPoolExecutor(1)
