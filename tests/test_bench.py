@@ -1,0 +1,39 @@
+"""The fast benchmark scripts run and print their figures (``make bench`` reads them).
+
+No timing is checked, only that each script still works against the code it measures and
+reports what ``bench/run.py`` expects; the floor benchmark also asserts, as it runs, that
+the graphs it rebuilds equal the ones compiling makes.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent.parent / "bench"
+
+
+def figures(script: str, *args: str) -> dict:
+    cmd = [sys.executable, str(BENCH / script), *args, "--threads", "1", "--json"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout.splitlines()[-1])
+
+
+def test_compile_floor_reports_both_graphs_and_the_whole_compile():
+    res = figures("compile_floor.py", "--archs", "3")
+    assert set(res) == {"early", "late"}
+    for r in res.values():
+        assert r["networkx_ms"] > 0 and r["fx_ms"] > 0
+        assert r["floor_ms"] == r["networkx_ms"] + r["fx_ms"]
+    assert res["late"]["ir_nodes"] > res["early"]["ir_nodes"]  # annealing grows networks
+
+
+def test_compile_reports_every_stage_of_both_paths():
+    res = figures("compile.py", "--archs", "2", "--progress", "0")
+    assert set(res["text"]) >= {"parse", "expand", "lower", "passes", "encode", "fx"}
+    assert set(res["training"]) >= {"expand", "lower", "passes", "encode", "fx"}
+    for path in res.values():
+        assert path["archs_per_s"] > 0
