@@ -1,4 +1,4 @@
-"""Test helpers: repository paths and golden-file comparison.
+"""Test helpers: repository paths, golden-file comparison, running ``smashc`` in a process.
 
 Golden files are only ever rewritten when the environment variable
 ``SMASHC_UPDATE_GOLDENS=1`` is set, e.g.::
@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import difflib
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -21,6 +23,9 @@ TESTS = ROOT / "tests"
 EXAMPLES = ROOT / "examples"
 
 UPDATE_GOLDENS = os.environ.get("SMASHC_UPDATE_GOLDENS") == "1"
+# the test runs' networks are tiny: on a busy 2-core machine OpenMP threads make a smoke
+# search 4x slower without changing any result
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
 
 
 def check_golden(path: Path, actual: str) -> None:
@@ -54,3 +59,34 @@ def check_golden(path: Path, actual: str) -> None:
 def example_files() -> list[Path]:
     """The bundled examples (picked up at collection time; may be empty)."""
     return sorted(EXAMPLES.glob("*.smash"))
+
+
+def smashc(*args: object, cwd: Path | None = None, timeout: float = 300):
+    """``python -m smashc ARGS`` in the repository root (or ``cwd``), with ``ENV``."""
+    return subprocess.run(
+        [sys.executable, "-m", "smashc", *map(str, args)],
+        cwd=cwd or ROOT,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def ok(proc: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
+    """``proc``, after checking that it exited 0 without a traceback."""
+    assert proc.returncode == 0, f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr[-3000:]}"
+    assert "Traceback" not in proc.stderr, proc.stderr
+    return proc
+
+
+def exported_output_shape(folder: Path, input_shape: tuple[int, ...]) -> str:
+    """What ``load()`` of the model exported into ``folder`` gives for one zero input of
+    ``input_shape``, as torch prints its shape, in a fresh process on the CPU."""
+    shape = ", ".join(map(str, input_shape))
+    probe = f"from model import load; import torch; print(load()(torch.zeros(1, {shape})).shape)"
+    run = subprocess.run(
+        [sys.executable, "-c", probe], cwd=folder, env=ENV, capture_output=True, text=True
+    )
+    assert run.returncode == 0, run.stderr
+    return run.stdout.strip()

@@ -22,10 +22,7 @@ import json
 import math
 import os
 import shutil
-import subprocess
-import sys
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
 import torch
@@ -41,6 +38,7 @@ from smash_space import (
     random_hypernet_output,
     randomise_shared,
 )
+from support import exported_output_shape, ok, smashc
 
 from smashc.backends.encoding import encode, op_weights
 from smashc.backends.fx import to_fx
@@ -59,7 +57,6 @@ pytestmark = [
         DEVICE.type == "cuda" and not torch.cuda.is_available(), reason="no CUDA device"
     ),
 ]
-ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = example_files()
 SMASH_EXAMPLES = [p for p in EXAMPLES if p.name.startswith("smash_")]
 SPACE = replace(search.PRESETS["smoke"].space, input=(3, 16, 16), classes=10)
@@ -153,23 +150,9 @@ def test_bf16_step_on_the_device_is_finite():
     assert grads and all(torch.isfinite(g).all() for g in grads.values())
 
 
-def _smashc(*args: object) -> subprocess.CompletedProcess:
-    proc = subprocess.run(
-        [sys.executable, "-m", "smashc", *map(str, args)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "Traceback" not in proc.stderr
-    return proc
-
-
 def test_search_and_train_run_on_the_device(tmp_path):
     out = tmp_path / "run"
-    _smashc("search", "--preset", "smoke", "--device", DEVICE.type, "--out", out)
+    ok(smashc("search", "--preset", "smoke", "--device", DEVICE.type, "--out", out, timeout=600))
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["device"] == DEVICE.type
     assert cfg["precision"] == precision.resolve("auto", DEVICE)
@@ -181,11 +164,8 @@ def test_search_and_train_run_on_the_device(tmp_path):
     arch = tmp_path / "winner.smash"
     shutil.copyfile(out / "top" / "rank1.smash", arch)
     trained = tmp_path / "trained"
-    _smashc("train", arch, "--preset", "smoke", "--epochs", "1", "--device", DEVICE.type,
-            "--out", trained)  # fmt: skip
+    ok(smashc("train", arch, "--preset", "smoke", "--epochs", "1", "--device", DEVICE.type,
+              "--out", trained, timeout=600))  # fmt: skip
     final = json.loads((trained / "final.json").read_text())
     assert 0 <= final["test_acc"] <= 1
-    probe = "from model import load; import torch; print(load()(torch.zeros(1, 3, 16, 16)).shape)"
-    run = subprocess.run([sys.executable, "-c", probe], cwd=trained, capture_output=True, text=True)
-    assert run.returncode == 0, run.stderr
-    assert run.stdout.strip() == "torch.Size([1, 10])"
+    assert exported_output_shape(trained, (3, 16, 16)) == "torch.Size([1, 10])"

@@ -16,7 +16,6 @@ import copy
 import csv
 import json
 import math
-import os
 import re
 import shutil
 import signal
@@ -27,33 +26,15 @@ from pathlib import Path
 
 import pytest
 import torch
+from support import ENV, ROOT, exported_output_shape, ok, smashc
 
 from smashc.cli import main
 from smashc.frontend.expand import expand
 from smashc.frontend.loader import load_file
 from smashc.runtime import precision
 
-ROOT = Path(__file__).resolve().parent.parent
-ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
 HEADER = ["rank", "smash_error", "params", "macs", "source", "index", "smash_file"]
 LOCATED = re.compile(r"^\S.*:\d+:\d+: error\[E\d{4}\]: \S", re.MULTILINE)
-
-
-def smashc(*args: object, cwd: Path | None = None, timeout: float = 300):
-    return subprocess.run(
-        [sys.executable, "-m", "smashc", *map(str, args)],
-        cwd=cwd or ROOT,
-        env=ENV,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-
-
-def ok(proc: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
-    assert proc.returncode == 0, f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr[-3000:]}"
-    assert "Traceback" not in proc.stderr, proc.stderr
-    return proc
 
 
 def read_ranking(path: Path) -> list[dict[str, str]]:
@@ -631,12 +612,7 @@ def test_train_command_trains_and_exports(smoke, tmp_path):
     assert (out / "architecture.smash").read_text() == arch.read_text()
     config = json.loads((out / "config.json").read_text())
     assert (config["final"]["epochs"], config["final"]["lr"]) == (1, 0.02)
-    probe = "from model import load; import torch; print(load()(torch.zeros(1, 3, 16, 16)).shape)"
-    run = subprocess.run(
-        [sys.executable, "-c", probe], cwd=out, env=ENV, capture_output=True, text=True
-    )
-    assert run.returncode == 0, run.stderr
-    assert run.stdout.strip() == "torch.Size([1, 10])"
+    assert exported_output_shape(out, (3, 16, 16)) == "torch.Size([1, 10])"
 
 
 def test_train_resume_refuses_another_architecture(final_setup, tmp_path, capsys):
