@@ -107,13 +107,13 @@ def run(archs: int, progress: float) -> dict:
     shared = SharedWeights(space.encoding())
     modules = [Sampler(space, seed=SEED + i).sample(progress) for i in range(archs + 1)]
     compiled = [compile_arch(m, shared) for m in modules]
-    lowered = [_parts(lower(expand(Program(m, "<sampled>")))) for m in modules]
+    irs = [lower(expand(Program(m, "<sampled>"))) for m in modules]
+    lowered = [_parts(ir) for ir in irs]
     recipes = [_recipe(c.net.graph) for c in compiled]
     # what is timed rebuilds the very graphs compiling makes
     same_fx = rebuild_fx(recipes[0]).python_code("self").src
     assert same_fx == compiled[0].net.graph.python_code("self").src
-    first = lower(expand(Program(modules[0], "<sampled>"))).graph
-    assert nx.utils.graphs_equal(rebuild_nx(lowered[0]), first)
+    assert nx.utils.graphs_equal(rebuild_nx(lowered[0]), irs[0].graph)
     out = {
         "ir_nodes": statistics.median(len(p) for p in lowered),
         "fx_nodes": statistics.median(len(r) for r in recipes),
