@@ -407,6 +407,12 @@ def hyper_store(
     return store
 
 
+def oracle_input(ir: IRGraph, seed: int = 0) -> torch.Tensor:
+    """Two seeded float64 images of ``ir``'s input shape, for comparisons with the oracle."""
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(2, *ir.input, generator=g, dtype=torch.float64)
+
+
 def shape_of(t) -> tuple[int, int, int]:
     """IR-style (C, H, W) of a batched value (tensor or ShapeProp TensorMetadata);
     a flat (N, C) value is C x 1 x 1."""

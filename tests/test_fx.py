@@ -26,6 +26,7 @@ from smash_space import (
     is_smash_space,
     load_store_into_fx,
     one_thread,  # noqa: F401 (autouse)
+    oracle_input,
     oracle_store,
     random_hypernet_output,
     randomise_shared,
@@ -50,11 +51,6 @@ from smashc.runtime.interpreter import run_network
 
 EXAMPLES = example_files()
 SMASH_EXAMPLES = [p for p in EXAMPLES if p.name.startswith("smash_")]
-
-
-def _input(ir: IRGraph, seed: int = 0) -> torch.Tensor:
-    g = torch.Generator().manual_seed(seed)
-    return torch.randn(2, *ir.input, generator=g, dtype=torch.float64)
 
 
 def _named_ir_nodes(ir: IRGraph) -> list[str]:
@@ -84,7 +80,7 @@ def _check_fx_against_oracle(
     gm.graph.lint()
     store = oracle_store(ir, seed)
     load_store_into_fx(gm, ir, store)
-    x = _input(ir, seed)
+    x = oracle_input(ir, seed)
     with torch.no_grad():
         y = ShapeProp(gm).propagate(x) if shapes else gm(x)
         expected = run_network(net, x, store)
@@ -137,7 +133,7 @@ def test_smash_example_hyper_matches_oracle(path):
     mats = op_weights(random_hypernet_output(enc), enc)
     gm = to_fx_hyper(ir, shared, enc).eval()
     gm.graph.lint()
-    x = _input(ir)
+    x = oracle_input(ir)
     y = gm(x, mats)
     expected = run_network(example_net(path), x, hyper_store(ir, shared, enc, mats))
     assert y.shape == (2, ir.classes)
@@ -259,7 +255,7 @@ def test_sampled_hyper_matches_oracle(case):
     mats = op_weights(random_hypernet_output(enc, seed), enc)
     gm = to_fx_hyper(s.ir, shared, enc).eval()
     gm.graph.lint()
-    x = _input(s.ir, seed)
+    x = oracle_input(s.ir, seed)
     with torch.no_grad():
         y = gm(x, mats)
         expected = run_network(s.net, x, hyper_store(s.ir, shared, enc, mats))
@@ -273,7 +269,7 @@ def test_sampled_hyper_encodes_when_no_encoding_given():
     shared = _shared(True)
     enc = encode(s.ir, s.config)
     mats = op_weights(random_hypernet_output(enc, 3), enc)
-    x = _input(s.ir, 3)
+    x = oracle_input(s.ir, 3)
     with torch.no_grad():
         a = to_fx_hyper(s.ir, shared).eval()(x, mats)
         b = to_fx_hyper(s.ir, shared, enc).eval()(x, mats)
@@ -288,7 +284,7 @@ def test_sampled_hyper_order_of_generated_matrices():
     enc = encode(s.ir, s.config)
     mats = op_weights(random_hypernet_output(enc, 7), enc)
     gm = to_fx_hyper(s.ir, shared, enc).eval()
-    x = _input(s.ir, 7)
+    x = oracle_input(s.ir, 7)
     with torch.no_grad():
         y = gm(x, mats)
         scaled = [m * (k + 2.0) for k, m in enumerate(mats)]
@@ -312,7 +308,7 @@ def test_hyper_gradients_reach_shared_and_generated(case):
     out = random_hypernet_output(enc, seed).requires_grad_()
     mats = [m.detach().clone().requires_grad_() for m in op_weights(out, enc)]
     gm = to_fx_hyper(s.ir, shared, enc).train()
-    x = _input(s.ir, seed)
+    x = oracle_input(s.ir, seed)
     y = gm(x, mats)
     target = torch.arange(2) % s.ir.classes
     torch.nn.functional.cross_entropy(y, target).backward()
@@ -377,7 +373,7 @@ def test_sampled_hyper_gradients_match_oracle(case):
     gm = to_fx_hyper(s.ir, shared, enc).eval()
     grads = []
     for run in ("fx", "oracle"):
-        x = _input(s.ir, seed).requires_grad_()
+        x = oracle_input(s.ir, seed).requires_grad_()
         mats = [m.requires_grad_() for m in op_weights(out.clone(), enc)]
         if run == "fx":
             y = gm(x, mats)

@@ -34,6 +34,7 @@ from smash_space import (
     example_net,
     hyper_store,
     load_store_into_fx,
+    oracle_input,
     oracle_store,
     random_hypernet_output,
     randomise_shared,
@@ -72,18 +73,13 @@ def _no_tf32():
     torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = old
 
 
-def _input(shape: tuple[int, ...], seed: int = 0) -> torch.Tensor:
-    g = torch.Generator().manual_seed(seed)
-    return torch.randn(2, *shape, generator=g, dtype=torch.float64)
-
-
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.stem)
 def test_example_module_on_the_device_matches_the_oracle(path):
     ir = example_ir(path)
     gm = to_fx(ir).double().eval()
     store = oracle_store(ir, 1)
     load_store_into_fx(gm, ir, store)
-    x = _input(ir.input, 1)
+    x = oracle_input(ir, 1)
     with torch.no_grad():
         y = gm.to(DEVICE)(x.to(DEVICE))
         expected = run_network(example_net(path), x, store)
@@ -100,10 +96,11 @@ def test_one_shot_executor_on_the_device_matches_the_oracle(path):
     shared = randomise_shared(SharedWeights(cfg).double().eval())
     enc = encode(ir, cfg)
     mats = op_weights(random_hypernet_output(enc), enc)
-    expected = run_network(example_net(path), _input(ir.input), hyper_store(ir, shared, enc, mats))
+    x = oracle_input(ir)
+    expected = run_network(example_net(path), x, hyper_store(ir, shared, enc, mats))
     net = GraphRunner(*hyper_graph(ir, shared.to(DEVICE), enc)).eval()
     with torch.no_grad():
-        y = net(_input(ir.input).to(DEVICE), [m.to(DEVICE) for m in mats])
+        y = net(x.to(DEVICE), [m.to(DEVICE) for m in mats])
     assert y.device.type == DEVICE.type
     assert torch.allclose(y.cpu(), expected), (y.cpu() - expected).abs().max()
 
