@@ -36,6 +36,7 @@ import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
 from smashc.backends.encoding import EncodingConfig
+from smashc.runtime.rules import count, counts, number, setting
 
 # The HyperNet runs on c padded to a multiple of this many slices. A conv library builds
 # a kernel for each input shape; unpadded, every architecture's slice count is a new shape
@@ -45,10 +46,10 @@ WIDTH_STEP = 64
 
 @dataclass(frozen=True)
 class HyperNetConfig:
-    stem_channels: int = 7
-    blocks: tuple[int, ...] = (8, 10, 4)
-    growth: int = 10
-    slope: float = 0.02
+    stem_channels: int = setting(7, count(1))
+    blocks: tuple[int, ...] = setting((8, 10, 4), counts(1))
+    growth: int = setting(10, count(1))
+    slope: float = setting(0.02, number(0))
 
 
 class WNConv2d(nn.Module):

@@ -1,8 +1,9 @@
 """The one-shot SMASH model: a HyperNet plus the shared weights, and per-architecture compilation.
 
-Every sampled architecture goes through the normal compiler pipeline (AST -> expansion ->
-IR -> passes -> encoding + fx); the HyperNet turns its encoding into the ops' 1x1 weights
-and the fx graph runs on the shared weights (``fxrun.GraphRunner``).
+Every sampled architecture goes through the normal compiler pipeline (network -> IR ->
+training passes -> encoding + HyperNet-weight graph, ``compiler.for_oneshot``); the
+HyperNet turns its encoding into the ops' 1x1 weights and the graph runs on the shared
+weights (a ``GraphRunner``).
 """
 
 from __future__ import annotations
@@ -12,14 +13,15 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from smashc.backends.encoding import Encoding, encode, op_weights
-from smashc.backends.fxrun import GraphRunner
-from smashc.backends.hyperfx import SharedWeights, hyper_graph
-from smashc.frontend import ast
-from smashc.frontend.expand import expand
-from smashc.frontend.loader import Program
-from smashc.ir import IRGraph, lower
-from smashc.passes import TRAINING_PIPELINE, run_pipeline
+from smashc.compiler import (
+    Encoding,
+    GraphRunner,
+    IRGraph,
+    Network,
+    SharedWeights,
+    for_oneshot,
+    op_weights,
+)
 from smashc.runtime.hypernet import HyperNet, HyperNetConfig
 from smashc.runtime.sampler import SearchSpace
 
@@ -28,18 +30,15 @@ from smashc.runtime.sampler import SearchSpace
 class Compiled:
     """One architecture, compiled for the one-shot model."""
 
-    module: ast.Module  # its .smash program
+    arch: Network
     ir: IRGraph
     enc: Encoding
     net: GraphRunner  # forward(x, generated weights)
 
 
-def compile_arch(module: ast.Module, shared: SharedWeights) -> Compiled:
-    """AST -> IR -> passes -> encoding -> fx graph (HyperNet-weight mode on ``shared``),
-    run by a GraphRunner (no code generation: see ``smashc.backends.fxrun``)."""
-    ir = run_pipeline(lower(expand(Program(module, "<sampled>"))), TRAINING_PIPELINE).ir
-    enc = encode(ir, shared.cfg)
-    return Compiled(module, ir, enc, GraphRunner(*hyper_graph(ir, shared, enc)))
+def compile_arch(net: Network, shared: SharedWeights) -> Compiled:
+    """``net`` compiled for the one-shot model on ``shared`` (``compiler.for_oneshot``)."""
+    return Compiled(net, *for_oneshot(net, shared))
 
 
 class OneShot(nn.Module):
@@ -52,8 +51,8 @@ class OneShot(nn.Module):
         self.shared = SharedWeights(self.cfg)
         self.hypernet = HyperNet(self.cfg, hyper)
 
-    def compile(self, module: ast.Module) -> Compiled:
-        return compile_arch(module, self.shared)
+    def compile(self, net: Network) -> Compiled:
+        return compile_arch(net, self.shared)
 
     def generated(self, compiled: Compiled, z: torch.Tensor | None = None) -> list[torch.Tensor]:
         device = next(self.hypernet.parameters()).device

@@ -1,4 +1,4 @@
-"""The SMASH search space and its sampler: seeded random architectures as .smash programs.
+"""The SMASH search space and its sampler: seeded random architectures as network objects.
 
 The distribution follows the reference implementation (see ``SearchSpace``): per block a
 budget fraction, a bank size that divides the block input (no input channel is dropped),
@@ -15,10 +15,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from smashc import arch
-from smashc.backends.encoding import EncodingConfig, network
-from smashc.frontend import ast
-from smashc.frontend.flatten import to_module
+from smashc.compiler import EncodingConfig, arch, space_network
+from smashc.runtime.rules import count, counts, number, odd, power_of_two, setting
 
 VARIABLE_OPS = (
     ((0,), 0.05),
@@ -33,25 +31,70 @@ VARIABLE_OPS = (
 class SearchSpace:
     """Search-space settings; defaults are the reference implementation's."""
 
-    unit: int = 8  # N
-    max_units: int = 64  # N_max
-    bottleneck: int = 4  # bottleneck = min(bottleneck * out, max_bottleneck * N_max)
-    max_bottleneck: int = 2
-    depth_compression: int = 2
-    max_kernel: int = 7
-    max_dilation: int = 3
-    max_groups: int = 8
-    max_banks: int = 32
-    block_inputs: tuple[int, ...] = (64, 96, 112)
-    max_block_widths: tuple[int, ...] = (192, 224, 256)
-    budgets: tuple[int, ...] = (832, 1632, 3184)
+    unit: int = setting(8, count(1))  # N
+    max_units: int = setting(64, count(1))  # N_max
+    # bottleneck = min(bottleneck * out, max_bottleneck * N_max)
+    bottleneck: int = setting(4, count(1))
+    max_bottleneck: int = setting(2, count(1))
+    depth_compression: int = setting(2, count(1))
+    # dilations are drawn from 1 .. 4 - (k - 1) / 2: none is left for 9x9 kernels
+    max_kernel: int = setting(7, odd(3, 7))
+    max_dilation: int = setting(3, count(1))
+    max_groups: int = setting(8, power_of_two())
+    max_banks: int = setting(32, count(1))
+    block_inputs: tuple[int, ...] = setting((64, 96, 112), counts(1))
+    max_block_widths: tuple[int, ...] = setting((192, 224, 256), counts(1))
+    budgets: tuple[int, ...] = setting((832, 1632, 3184), counts(1))
     variable_ops: bool = False  # draw the 2x2 op's active convs (else c0 only)
     input: tuple[int, int, int] = (3, 32, 32)
     classes: int = 100
-    # annealing over the first half of training: max budget fraction and max kernel size
-    budget_from: float = 0.5
-    budget_to: float = 1.0
-    kernel_from: int = 3
+    # annealing over the first half of training: max budget fraction and max kernel size;
+    # a block's budget fraction is drawn from U(0.3, max), max annealed from -> to
+    budget_from: float = setting(0.5, number(0.3))
+    budget_to: float = setting(1.0, number(0.3))
+    kernel_from: int = setting(3, odd(3, 7))
+
+    def cross_checks(self) -> list[str]:
+        """What keeps this space from drawing architectures, beyond the ranges of single
+        settings (checked once those hold)."""
+        out = []
+        if self.max_units % self.unit:
+            out.append(
+                f"space.max_units ({self.max_units}) must be a multiple of space.unit ({self.unit})"
+            )
+        elif self.unit % self.max_groups:
+            out.append(
+                f"space.max_groups ({self.max_groups}) must divide space.unit ({self.unit}): "
+                "every conv's channel counts are multiples of the unit"
+            )
+        lengths = {len(self.block_inputs), len(self.max_block_widths), len(self.budgets)}
+        if len(lengths) > 1:
+            out.append(
+                "space.block_inputs, space.max_block_widths and space.budgets need one entry "
+                f"per block, got {len(self.block_inputs)}, {len(self.max_block_widths)} and "
+                f"{len(self.budgets)}"
+            )
+        elif not out:
+            for b, cin in enumerate(self.block_inputs):
+                if not bank_sizes(self, b):
+                    out.append(
+                        f"block {b} has no bank size: its input ({cin} channels) must be a "
+                        "multiple of a bank size (space.unit ... space.max_units, in steps of "
+                        f"space.unit), and space.max_block_widths ({self.max_block_widths[b]}) "
+                        f"and space.max_banks ({self.max_banks}) must leave room for one more "
+                        "bank"
+                    )
+        if self.kernel_from > self.max_kernel:
+            out.append(
+                f"space.kernel_from ({self.kernel_from}) must be at most space.max_kernel "
+                f"({self.max_kernel})"
+            )
+        if self.budget_from > self.budget_to:
+            out.append(
+                f"space.budget_from ({self.budget_from:g}) must be at most space.budget_to "
+                f"({self.budget_to:g})"
+            )
+        return out
 
     def encoding(self) -> EncodingConfig:
         return EncodingConfig(
@@ -175,13 +218,10 @@ class Sampler:
             spent += 2 * op.out  # calibrated: median 25 ops per net early, 37 late (reference)
         return arch.Block(f"block{b}", (width,) * written, tuple(layers), tuple(range(written)))
 
-    def sample_arch(self, progress: float = 1.0, name: str = "sampled") -> arch.Network:
+    def sample(self, progress: float = 1.0, name: str = "sampled") -> arch.Network:
+        """A random architecture of the space (``compiler.to_text`` writes it as .smash)."""
         max_budget, max_kernel = self._anneal(progress)
         blocks = [
             self._block(b, max_budget, max_kernel) for b in range(len(self.space.block_inputs))
         ]
-        return network(self.space.encoding(), blocks, name)
-
-    def sample(self, progress: float = 1.0, name: str = "sampled") -> ast.Module:
-        """A random architecture as a .smash AST (print it with ``printer.module``)."""
-        return to_module(self.sample_arch(progress, name))
+        return space_network(self.space.encoding(), blocks, name)

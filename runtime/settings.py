@@ -155,6 +155,26 @@ def _replace(cfg, key: str, value):
     return dataclasses.replace(cfg, **{head: value})
 
 
+def leaves(cls, prefix: str = ""):
+    """``(key, field, type)`` of every leaf setting of the config class ``cls``."""
+    for f in dataclasses.fields(cls):
+        tp = _fields(cls)[f.name]
+        if dataclasses.is_dataclass(tp):
+            yield from leaves(tp, f"{prefix}{f.name}.")
+        else:
+            yield prefix + f.name, f, tp
+
+
+def scalar(tp):
+    """The type argparse reads a value of the field type ``tp`` as (None allowed or not)."""
+    return _optional(tp)[0]
+
+
+def put(cfg, key: str, value):
+    """``cfg`` with the leaf ``key`` set to ``value`` (already of the field's type)."""
+    return _replace(cfg, key, value)
+
+
 def assign(cfg, item: str):
     """``cfg`` with the setting ``KEY=VALUE`` of ``item`` (from ``--set``) applied."""
     key, eq, text = item.partition("=")

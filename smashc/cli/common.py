@@ -1,0 +1,42 @@
+"""What every ``smashc`` command shares: argparse that exits 1, usage errors, ``-D``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from smashc.diagnostics import COMMAND_LINE, SmashError, error
+
+
+class UsageError(SmashError):
+    """A bad command line (E0102)."""
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse, but a bad command line exits 1 like every other user error."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.print_usage(sys.stderr)
+        self.exit(1, f"{self.prog}: error: {message}\n")
+
+
+def overrides(pairs: Sequence[str]) -> dict[str, int]:
+    """``-D NAME=N`` pairs as network parameter overrides."""
+    out: dict[str, int] = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        try:
+            if not sep or not name.isidentifier():
+                raise ValueError
+            out[name] = int(value)
+        except ValueError:
+            msg = f"-D expects NAME=INTEGER, got '{pair}'"
+            raise UsageError([error("E0102", msg, COMMAND_LINE)]) from None
+    return out
+
+
+def report(exc: SmashError) -> int:
+    """Prints ``exc``'s diagnostics; the exit status of a user error."""
+    print(exc.render(), file=sys.stderr)
+    return 1
