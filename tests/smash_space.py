@@ -26,7 +26,7 @@ from smashc import arch
 from smashc.backends.encoding import Encoding, EncodingConfig
 from smashc.backends.fx import py_name
 from smashc.backends.hyperfx import SharedWeights
-from smashc.frontend import printer
+from smashc.compiler import to_text
 from smashc.frontend.expand import expand
 from smashc.frontend.loader import load_file
 from smashc.ir import lower
@@ -81,7 +81,7 @@ class Sampled:
     def text(self) -> str:
         """The same architecture as .smash source (``Sampler.sample``)."""
         sampler = Sampler(self.space, self.seed)
-        return printer.module(sampler.sample(self.progress, name=self.net.name))
+        return to_text(sampler.sample(self.progress, name=self.net.name))
 
 
 @functools.cache
@@ -91,7 +91,7 @@ def sampled(seed: int, progress: float, variable_ops: bool, budget_scale: float 
     (Parsing its printed text gives the same network: test_fx checks that on a subset.)
     """
     sp = space(variable_ops, budget_scale)
-    net = Sampler(sp, seed).sample_arch(progress, name=f"s{seed}")
+    net = Sampler(sp, seed).sample(progress, name=f"s{seed}")
     return Sampled(net, run_pipeline(lower(net)).ir, sp, progress, seed)
 
 

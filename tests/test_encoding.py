@@ -88,7 +88,7 @@ def _arch_draws(draw):
 def test_decode_inverts_encode(draw):
     variable, convs_per_op, seed, progress, scale = draw
     sp = space(variable, scale)
-    net = Sampler(sp, seed).sample_arch(progress)
+    net = Sampler(sp, seed).sample(progress)
     ir = run_pipeline(lower(net)).ir
     cfg = dataclasses.replace(sp.encoding(), convs_per_op=convs_per_op)
     enc = encode(ir, cfg)

@@ -7,7 +7,7 @@
   (bottleneck, in) matrix per op out of it;
 * gradients reach the HyperNet and exactly the shared weights the architecture uses;
 * a few SMASH steps on the synthetic dataset reduce the loss;
-* ``search.perturb`` keeps architectures valid.
+* ``strategies.refine.perturb`` keeps architectures valid.
 """
 
 from __future__ import annotations
@@ -24,19 +24,23 @@ import torch.nn.functional as F  # noqa: N812
 from smashc import arch
 from smashc.backends.encoding import op_weights
 from smashc.backends.hyperfx import centre
+from smashc.compiler import to_text
 from smashc.frontend import printer
 from smashc.frontend.expand import expand
 from smashc.frontend.flatten import to_module
 from smashc.frontend.loader import load_text
-from smashc.runtime import search
+from smashc.runtime.context import open_context
 from smashc.runtime.data import Batches
 from smashc.runtime.hypernet import WIDTH_STEP, HyperNet, HyperNetConfig
+from smashc.runtime.hypertrain import smash_optimizer
 from smashc.runtime.oneshot import Compiled, OneShot
+from smashc.runtime.presets import DEMO_SPACE, PRESETS
 from smashc.runtime.sampler import Sampler, SearchSpace
+from smashc.runtime.strategies.refine import fresh_perturbation, perturb
 
 SMALL = SearchSpace(input=(3, 16, 16), classes=10)
-DEMO = replace(search.DEMO_SPACE, input=(1, 28, 28), classes=10)
-SMOKE = replace(search.PRESETS["smoke"].space, input=(3, 16, 16), classes=10)
+DEMO = replace(DEMO_SPACE, input=(1, 28, 28), classes=10)
+SMOKE = replace(PRESETS["smoke"].space, input=(3, 16, 16), classes=10)
 SPACES = {"small": SMALL, "demo": DEMO}
 HYPER = HyperNetConfig(stem_channels=4, blocks=(2, 2), growth=4)  # small and quick
 
@@ -86,7 +90,7 @@ def check_compiles_and_runs(space: SearchSpace, text: str, batch: int = 2) -> Co
         assert len(blk.banks) <= space.max_banks
         assert len(set(blk.banks)) == 1 and blk.banks[0] % space.unit == 0
     model = model_for(space)
-    compiled = model.compile(program.main)  # the re-parsed program, not the sampler's AST
+    compiled = model.compile(net)  # the re-parsed network, not the sampler's object
     enc = compiled.enc
     cfg = space.encoding()
     sw = cfg.slice_width
@@ -131,7 +135,7 @@ def sampler_cases(n: int) -> list:
 def test_sampled_architecture_compiles_and_runs(name, variable, seed, progress):
     space = space_of(name, variable)
     module = Sampler(space, seed).sample(progress, name=f"arch{seed}")
-    check_compiles_and_runs(space, printer.module(module))
+    check_compiles_and_runs(space, to_text(module))
 
 
 @pytest.mark.slow
@@ -139,18 +143,19 @@ def test_sampled_architecture_compiles_and_runs(name, variable, seed, progress):
 def test_many_sampled_architectures_compile_and_run(name, variable, seed, progress):
     space = space_of(name, variable)
     module = Sampler(space, 1000 + seed).sample(progress)
-    check_compiles_and_runs(space, printer.module(module))
+    check_compiles_and_runs(space, to_text(module))
 
 
 @pytest.mark.parametrize("name", list(SPACES))
 @pytest.mark.parametrize("variable", [False, True], ids=["c0", "var"])
 def test_sampled_text_round_trips_to_the_same_network(name, variable):
-    """sample_arch and sample agree, and the printed text expands back to that network."""
+    """The printed text of a sampled network expands back to that network."""
     space = space_of(name, variable)
     for seed in range(5):
-        net = Sampler(space, seed).sample_arch(1.0, name="n")
-        text = printer.module(Sampler(space, seed).sample(1.0, name="n"))
+        net = Sampler(space, seed).sample(1.0, name="n")
+        text = to_text(net)
         assert text == text_of(net)
+        assert expand(load_text(text)) == net
         assert text_of(expand(load_text(text))) == text
 
 
@@ -159,21 +164,21 @@ def test_sampled_text_round_trips_to_the_same_network(name, variable):
 def test_sampling_is_reproducible(name, variable):
     space = space_of(name, variable)
     for progress in (0.0, 1.0):
-        texts = [printer.module(Sampler(space, s).sample(progress)) for s in range(8)]
-        again = [printer.module(Sampler(space, s).sample(progress)) for s in range(8)]
+        texts = [to_text(Sampler(space, s).sample(progress)) for s in range(8)]
+        again = [to_text(Sampler(space, s).sample(progress)) for s in range(8)]
         assert texts == again
         assert len(set(texts)) == len(texts), "different seeds gave the same architecture"
 
 
 def test_sampler_state_restores_the_stream():
     sampler = Sampler(SMALL, 3)
-    sampler.sample_arch(0.3)
+    sampler.sample(0.3)
     state = sampler.state()
-    first = text_of(sampler.sample_arch(0.7))
-    second = text_of(sampler.sample_arch(0.7))
+    first = text_of(sampler.sample(0.7))
+    second = text_of(sampler.sample(0.7))
     assert first != second  # one sampler draws a fresh architecture every time
     sampler.set_state(state)
-    assert text_of(sampler.sample_arch(0.7)) == first
+    assert text_of(sampler.sample(0.7)) == first
 
 
 @pytest.mark.parametrize("seed", [0, 7])
@@ -198,8 +203,8 @@ def convs_of(net: arch.Network) -> list[arch.SmashConv]:
 @pytest.mark.parametrize("variable", [False, True], ids=["c0", "var"])
 def test_kernel_size_is_annealed(name, variable):
     space = space_of(name, variable)
-    early = [c for s in range(20) for c in convs_of(Sampler(space, s).sample_arch(0.0))]
-    late = [c for s in range(20) for c in convs_of(Sampler(space, s).sample_arch(1.0))]
+    early = [c for s in range(20) for c in convs_of(Sampler(space, s).sample(0.0))]
+    late = [c for s in range(20) for c in convs_of(Sampler(space, s).sample(1.0))]
     assert early and late
     assert {c.kernel for c in early} == {(3, 3)}
     sizes = {k for c in late for k in c.kernel}
@@ -221,9 +226,9 @@ def test_variable_ops_draws_the_allowed_conv_sets(name):
     }
     seen = set()
     for s in range(10):
-        for _, _, op in smash_ops(Sampler(space_of(name, True), s).sample_arch(1.0)):
+        for _, _, op in smash_ops(Sampler(space_of(name, True), s).sample(1.0)):
             seen.add(tuple(c is not None for c in op.convs))
-        for _, _, op in smash_ops(Sampler(space_of(name, False), s).sample_arch(1.0)):
+        for _, _, op in smash_ops(Sampler(space_of(name, False), s).sample(1.0)):
             assert tuple(c is not None for c in op.convs) == (True, False, False, False)
     assert seen == allowed
 
@@ -233,7 +238,7 @@ def test_layer_count_grows_with_progress(name):
     space = SPACES[name]
 
     def mean_layers(progress: float) -> float:
-        nets = [Sampler(space, s).sample_arch(progress) for s in range(30)]
+        nets = [Sampler(space, s).sample(progress) for s in range(30)]
         return float(np.mean([len(smash_ops(n)) for n in nets]))
 
     m0, m25, m1 = mean_layers(0.0), mean_layers(0.25), mean_layers(1.0)
@@ -255,7 +260,7 @@ def test_hypernet_output_follows_the_encoding(name, variable):
     widths = set()
     for seed in range(3):
         module = Sampler(space, seed).sample([0.0, 0.5, 1.0][seed])
-        net = expand(load_text(printer.module(module)))
+        net = expand(load_text(to_text(module)))
         enc = model.compile(module).enc
         S = enc.tensor.shape[3]  # noqa: N806
         widths.add(S)
@@ -356,14 +361,14 @@ def _backward(space: SearchSpace, module) -> tuple[OneShot, arch.Network]:
     x = torch.randn(4, *space.input)
     y = torch.arange(4) % space.classes
     F.cross_entropy(model(x, compiled), y).backward()
-    return model, expand(load_text(printer.module(module)))
+    return model, expand(load_text(to_text(module)))
 
 
 def test_gradients_reach_hypernet_and_used_shared_weights_only():
     space = replace(SMOKE, variable_ops=True)
     # an architecture (3x3 kernels only) in which some block leaves a conv position unused
     for seed in range(200):
-        net = Sampler(space, seed).sample_arch(0.0)
+        net = Sampler(space, seed).sample(0.0)
         unused = [
             (b, p)
             for b, blk in enumerate(net.blocks)
@@ -374,7 +379,7 @@ def test_gradients_reach_hypernet_and_used_shared_weights_only():
             break
     else:
         pytest.fail("no sampled architecture leaves a conv position unused")
-    model, net = _backward(space, to_module(net))
+    model, net = _backward(space, net)
     cfg = space.encoding()
     kmax = max(cfg.kernel_sizes)
 
@@ -428,11 +433,12 @@ def test_single_conv_layout_allocates_and_trains_c0_only():
 
 
 def smash_losses(fixed: bool, steps: int = 30, batch: int = 16) -> list[float]:
-    """``steps`` SMASH steps (search.py's optimiser) on the synthetic dataset."""
-    cfg, ds, train, _ = search.prepare(search.PRESETS["smoke"])
+    """``steps`` SMASH steps (the HyperNet training's optimiser) on the synthetic dataset."""
+    ctx = open_context(replace(PRESETS["smoke"], device="cpu"))
+    cfg, ds, train = ctx.cfg, ctx.data, ctx.train
     torch.manual_seed(0)
     model = OneShot(cfg.space, cfg.hypernet).train()
-    opt = search.smash_optimizer(model, cfg.train)
+    opt = smash_optimizer(model, cfg.train)
     batches = Batches(ds, train, batch, 0, augment=True, drop_last=True)
     compiled = model.compile(Sampler(cfg.space, 0).sample(0.0))
     losses: list[float] = []
@@ -485,8 +491,8 @@ def _check_perturbed(space: SearchSpace, net: arch.Network, cand: arch.Network) 
 def test_perturb_keeps_architectures_valid(name, variable):
     space = space_of(name, variable)
     for seed, p in ((0, 0.05), (1, 0.3), (2, 1.0)):
-        net = Sampler(space, seed).sample_arch(1.0)
-        cand = search.perturb(net, space, np.random.default_rng(seed), p)
+        net = Sampler(space, seed).sample(1.0)
+        cand = perturb(net, space, np.random.default_rng(seed), p)
         _check_perturbed(space, net, cand)
 
 
@@ -495,22 +501,22 @@ def test_perturb_keeps_architectures_valid(name, variable):
 def test_perturb_with_p0_is_identity_and_p1_changes(name, variable):
     space = space_of(name, variable)
     for seed in range(4):
-        net = Sampler(space, seed).sample_arch(1.0)
+        net = Sampler(space, seed).sample(1.0)
         # refine perturbs the network read back from its .smash text
         parsed = expand(load_text(text_of(net)))
         for source in (net, parsed):
-            same = search.perturb(source, space, np.random.default_rng(seed), 0.0)
+            same = perturb(source, space, np.random.default_rng(seed), 0.0)
             assert text_of(same) == text_of(net)
-            changed = search.perturb(source, space, np.random.default_rng(seed), 1.0)
+            changed = perturb(source, space, np.random.default_rng(seed), 1.0)
             assert text_of(changed) != text_of(net)
 
 
 def test_perturb_is_seeded():
     space = space_of("demo", True)
-    net = Sampler(space, 7).sample_arch(1.0)
-    a = search.perturb(net, space, np.random.default_rng(3), 0.5)
-    b = search.perturb(net, space, np.random.default_rng(3), 0.5)
-    c = search.perturb(net, space, np.random.default_rng(4), 0.5)
+    net = Sampler(space, 7).sample(1.0)
+    a = perturb(net, space, np.random.default_rng(3), 0.5)
+    b = perturb(net, space, np.random.default_rng(3), 0.5)
+    c = perturb(net, space, np.random.default_rng(4), 0.5)
     assert text_of(a) == text_of(b)
     assert text_of(a) != text_of(c)
 
@@ -519,18 +525,16 @@ def test_fresh_perturbation_never_repeats_a_network():
     """Refinement's candidates: with a perturbation probability small enough that most
     draws change nothing, every candidate still differs from the source and each other."""
     space = space_of("small", False)
-    net = Sampler(space, 3).sample_arch(1.0)
+    net = Sampler(space, 3).sample(1.0)
     rng = np.random.default_rng(0)
-    unchanged = sum(
-        text_of(search.perturb(net, space, rng, 0.02)) == text_of(net) for _ in range(50)
-    )
+    unchanged = sum(text_of(perturb(net, space, rng, 0.02)) == text_of(net) for _ in range(50))
     assert unchanged > 10  # the plain perturbation does repeat at this probability
     seen = {replace(net, name="")}
     texts = {text_of(net)}
     for _ in range(20):
-        cand = search.fresh_perturbation(net, seen, space, rng, 0.02)
+        cand = fresh_perturbation(net, seen, space, rng, 0.02)
         assert cand is not None
         seen.add(replace(cand, name=""))
         texts.add(text_of(cand))
     assert len(texts) == 21
-    assert search.fresh_perturbation(net, seen, space, rng, 0.0, tries=5) is None
+    assert fresh_perturbation(net, seen, space, rng, 0.0, tries=5) is None

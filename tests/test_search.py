@@ -334,16 +334,17 @@ def test_ctrl_c_hint_repeats_the_runs_flags(interrupted):
 def test_fresh_search_into_an_old_folder_does_not_reuse_its_scores(resumed, tmp_path):
     from dataclasses import replace
 
-    from smashc.frontend.printer import module as print_module
+    from smashc.compiler import to_text
+    from smashc.runtime.presets import PRESETS
     from smashc.runtime.sampler import Sampler
-    from smashc.runtime.search import PRESETS, _seed
+    from smashc.runtime.seeds import Stream, derive
 
     d = tmp_path / "D"
     shutil.copytree(resumed["A"], d)  # a finished seed-0 run
     args = ("--seed", "1", "--epochs", "1", "--archs", "1", "--refine", "0", "--no-final")
     ok(smashc("search", "--preset", "smoke", *args, "--out", d))
     space = replace(PRESETS["smoke"].space, input=(3, 16, 16), classes=10)
-    want = print_module(Sampler(space, _seed(1, 5, 0)).sample(1.0, name="arch0"))
+    want = to_text(Sampler(space, derive(1, Stream.SCORE_ARCH, 0)).sample(1.0, name="arch0"))
     got = {r["index"]: r["text"] for r in jsonl(d / "scores.jsonl")}
     assert got[0] == want
 
@@ -387,10 +388,10 @@ def test_resume_without_a_run_is_refused(tmp_path, capsys):
 
 
 def test_ctrl_c_while_scoring_keeps_the_scores_and_hints_resume(tmp_path, capsys, monkeypatch):
-    from smashc.runtime import search
+    from smashc.runtime import scoring
 
     scored = []
-    real = search.smash_error
+    real = scoring.smash_error
 
     def second_is_interrupted(*args, **kwargs):
         if len(scored) == 1:
@@ -398,7 +399,7 @@ def test_ctrl_c_while_scoring_keeps_the_scores_and_hints_resume(tmp_path, capsys
         scored.append(real(*args, **kwargs))
         return scored[-1]
 
-    monkeypatch.setattr(search, "smash_error", second_is_interrupted)
+    monkeypatch.setattr(scoring, "smash_error", second_is_interrupted)
     out = tmp_path / "run"
     code, _, err = run_main([*RESUME_ARGS, "--epochs", "1", "--out", str(out)], capsys)
     assert code == 130, err
@@ -459,22 +460,23 @@ FINAL_EPOCHS = 3
 def final_setup():
     from dataclasses import replace
 
-    from smashc.frontend.printer import module as print_module
-    from smashc.runtime import search
+    from smashc.runtime.context import open_context
+    from smashc.runtime.presets import PRESETS
     from smashc.runtime.sampler import Sampler
 
-    cfg = search.PRESETS["smoke"]
-    cfg = replace(cfg, precision="fp32", final=replace(cfg.final, epochs=FINAL_EPOCHS))
-    cfg, ds, train, val = search.prepare(cfg)
-    source = print_module(Sampler(cfg.space, 5).sample(1.0, name="final_test"))
-    return cfg, ds, train, val, source
+    cfg = PRESETS["smoke"]
+    cfg = replace(
+        cfg, precision="fp32", device="cpu", final=replace(cfg.final, epochs=FINAL_EPOCHS)
+    )
+    ctx = open_context(cfg)
+    return ctx, Sampler(ctx.cfg.space, 5).sample(1.0, name="final_test")
 
 
 def _train_final(final_setup, out: Path, resume: bool = False) -> dict:
-    from smashc.runtime import search
+    from smashc.runtime.final import train_final
 
-    cfg, ds, train, val, source = final_setup
-    return search.train_final(source, cfg, ds, train, val, out, torch.device("cpu"), resume=resume)
+    ctx, net = final_setup
+    return train_final(ctx, net, out, resume=resume)
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
@@ -543,12 +545,12 @@ def test_a_diverging_final_training_stops_with_an_error(final_setup, tmp_path):
     from dataclasses import replace
 
     from smashc.diagnostics import SmashError
-    from smashc.runtime import search
+    from smashc.runtime.final import train_final
 
-    cfg, ds, train, val, source = final_setup
-    wild = replace(cfg, final=replace(cfg.final, lr=1e6))
+    ctx, net = final_setup
+    wild = replace(ctx, cfg=replace(ctx.cfg, final=replace(ctx.cfg.final, lr=1e6)))
     with pytest.raises(SmashError) as info:
-        search.train_final(source, wild, ds, train, val, tmp_path, torch.device("cpu"))
+        train_final(wild, net, tmp_path)
     text = info.value.render()
     assert "error[E0708]: the final training diverged: its loss is nan in epoch 1" in text
     assert "final.lr, now 1e+06" in text
@@ -559,13 +561,14 @@ def test_a_diverging_hypernet_training_stops_with_an_error(tmp_path):
     from dataclasses import replace
 
     from smashc.diagnostics import SmashError
-    from smashc.runtime import search
+    from smashc.runtime.context import open_context
+    from smashc.runtime.hypertrain import train_smash
+    from smashc.runtime.presets import PRESETS
 
-    cfg = search.PRESETS["smoke"]
-    cfg = replace(cfg, precision="fp32", train=replace(cfg.train, lr=1e8))
-    cfg, ds, train, val = search.prepare(cfg)
+    cfg = PRESETS["smoke"]
+    cfg = replace(cfg, precision="fp32", device="cpu", train=replace(cfg.train, lr=1e8))
     with pytest.raises(SmashError) as info:
-        search.train_smash(cfg, ds, train, tmp_path, False, torch.device("cpu"))
+        train_smash(open_context(cfg), tmp_path, False)
     assert "error[E0708]: the HyperNet training diverged: its loss is nan" in info.value.render()
     logged = jsonl(tmp_path / "train.jsonl")
     assert logged and all(math.isfinite(r["loss"]) for r in logged)
@@ -616,13 +619,13 @@ def test_train_command_trains_and_exports(smoke, tmp_path):
 
 
 def test_train_resume_refuses_another_architecture(final_setup, tmp_path, capsys):
-    from smashc.frontend.printer import module as print_module
+    from smashc.compiler import to_text
     from smashc.runtime.sampler import Sampler
 
-    cfg = final_setup[0]
+    ctx, net = final_setup
     first, second = tmp_path / "first.smash", tmp_path / "second.smash"
-    first.write_text(final_setup[4])
-    second.write_text(print_module(Sampler(cfg.space, 6).sample(1.0, name="final_test")))
+    first.write_text(to_text(net))
+    second.write_text(to_text(Sampler(ctx.cfg.space, 6).sample(1.0, name="final_test")))
     out = tmp_path / "run"
     argv = ["train", "--preset", "smoke", "--epochs", "1", "--precision", "fp32", "--out", str(out)]
     assert run_main([*argv, str(first)], capsys)[0] == 0

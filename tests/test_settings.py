@@ -27,13 +27,13 @@ from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
 from smashc.diagnostics import SmashError
-from smashc.runtime import experiments, search, settings
+from smashc.runtime import config, experiments, presets, settings
 from smashc.runtime.hypernet import HyperNetConfig
 from smashc.runtime.oneshot import OneShot
 from smashc.runtime.sampler import Sampler
 
 CONFIGS = {
-    **{f"search-{k}": v for k, v in search.PRESETS.items()},
+    **{f"search-{k}": v for k, v in presets.PRESETS.items()},
     "correlation-smoke": experiments.CORRELATION["smoke"],
     "corrupt-smoke": experiments.CORRUPT["smoke"],
     "arch-grad-smoke": experiments.ARCH_GRAD["smoke"],
@@ -99,7 +99,7 @@ def _strategy(cfg, key):
 @hsettings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
 def test_random_values_land_in_their_field(data):
-    cfg = search.PRESETS["demo"]
+    cfg = presets.PRESETS["demo"]
     key = data.draw(st.sampled_from(settings.keys(type(cfg))))
     if key == "space.input" or key == "train.betas":
         return  # fixed-length lists: covered by the table below
@@ -135,7 +135,7 @@ def test_random_values_land_in_their_field(data):
 )
 def test_values_read_by_field_type(item, value):
     key = item.split("=")[0]
-    got = _get(settings.assign(search.PRESETS["demo"], item), key)
+    got = _get(settings.assign(presets.PRESETS["demo"], item), key)
     assert got == value and type(got) is type(value)
 
 
@@ -162,7 +162,7 @@ def test_values_read_by_field_type(item, value):
 )
 def test_wrong_keys_and_values_are_named(item, message):
     with pytest.raises(SmashError) as info:
-        settings.assign(search.PRESETS["demo"], item)
+        settings.assign(presets.PRESETS["demo"], item)
     text = info.value.render()
     assert text.startswith("<command line>:1:1: error[E0704]: ")
     assert re.search(message, text), text
@@ -174,7 +174,7 @@ def test_a_written_config_loads_back_over_another(name, tmp_path):
     path = tmp_path / "config.json"
     path.write_text(json.dumps(cfg.to_json(), indent=2))
     family = {
-        search.SearchConfig: search.PRESETS,
+        config.SearchConfig: presets.PRESETS,
         experiments.CorrelationConfig: experiments.CORRELATION,
         experiments.CorruptConfig: experiments.CORRUPT,
         experiments.ArchGradConfig: experiments.ARCH_GRAD,
@@ -186,7 +186,7 @@ def test_a_written_config_loads_back_over_another(name, tmp_path):
 def test_a_partial_config_changes_only_its_keys(tmp_path):
     path = tmp_path / "mine.json"
     path.write_text('{"final": {"momentum": 0.8}, "space": {"max_kernel": 3}, "seed": 4}')
-    base = search.PRESETS["demo"]
+    base = presets.PRESETS["demo"]
     got = settings.load(base, path)
     want = dataclasses.replace(
         base,
@@ -220,7 +220,7 @@ def test_config_file_errors_are_located(tmp_path, text, where, message):
     path = tmp_path / "c.json"
     path.write_text(text)
     with pytest.raises(SmashError) as info:
-        settings.load(search.PRESETS["demo"], path)
+        settings.load(presets.PRESETS["demo"], path)
     out = info.value.render()
     assert out.startswith(f"{path}:{where}: error[E0704]: {message}"), out
     assert "^" in out  # the line and a caret under the key
@@ -228,10 +228,10 @@ def test_config_file_errors_are_located(tmp_path, text, where, message):
 
 def test_missing_or_unreadable_config_file(tmp_path):
     with pytest.raises(SmashError, match="config file not found"):
-        settings.load(search.PRESETS["demo"], tmp_path / "nope.json")
+        settings.load(presets.PRESETS["demo"], tmp_path / "nope.json")
     (tmp_path / "bin.json").write_bytes(b"\xff\xfe\x00")
     with pytest.raises(SmashError, match="cannot read this config file"):
-        settings.load(search.PRESETS["demo"], tmp_path / "bin.json")
+        settings.load(presets.PRESETS["demo"], tmp_path / "bin.json")
 
 
 @pytest.mark.parametrize(
@@ -248,10 +248,10 @@ def test_missing_or_unreadable_config_file(tmp_path):
     ],
 )
 def test_search_spaces_that_cannot_draw_are_refused(items, message):
-    cfg = search.PRESETS["demo"]
+    cfg = presets.PRESETS["demo"]
     for item in items:
         cfg = settings.assign(cfg, item)
-    problems = search.config_problems(cfg)
+    problems = config.config_problems(cfg)
     blocks = 3 if items == ["space.max_banks=1"] else 1  # no block has room then
     assert len(problems) == blocks, problems
     assert all(re.search(message, p) for p in problems), problems
@@ -262,7 +262,7 @@ def _spaces(draw):
     n = draw(st.integers(1, 3))
     inputs = tuple(draw(st.sampled_from([4, 8, 12, 16, 24])) for _ in range(n))
     space = dataclasses.replace(
-        search.PRESETS["smoke"].space,
+        presets.PRESETS["smoke"].space,
         unit=draw(st.sampled_from([1, 2, 4, 8])),
         max_units=draw(st.sampled_from([4, 8, 16, 32])),
         bottleneck=draw(st.integers(1, 4)),
@@ -287,13 +287,13 @@ def _spaces(draw):
         blocks=tuple(draw(st.lists(st.integers(1, 2), min_size=1, max_size=2))),
         growth=draw(st.integers(1, 3)),
     )
-    return dataclasses.replace(search.PRESETS["smoke"], space=space, hypernet=hyper)
+    return dataclasses.replace(presets.PRESETS["smoke"], space=space, hypernet=hyper)
 
 
 @hsettings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(cfg=_spaces(), seed=st.integers(0, 1000))
 def test_a_space_without_problems_draws_runnable_architectures(cfg, seed):
-    if search.config_problems(cfg):
+    if config.config_problems(cfg):
         return
     model = OneShot(cfg.space, cfg.hypernet)
     for progress in (0.0, 1.0):
@@ -332,7 +332,7 @@ def test_presets_of_experiments_pass_their_checks():
     ):
         for cfg in presets.values():
             experiments.check(cfg)
-            assert search.config_problems(cfg.search) == []
+            assert config.config_problems(cfg.search) == []
 
 
 def test_a_run_repeats_from_its_config_json(tmp_path):
@@ -403,7 +403,7 @@ def test_resume_refuses_other_set_values(tmp_path):
 
 def _seeded(cfg, seed: int, archs: int | None = None):
     """``cfg`` (a search or an experiment config) with its search's seed (and archs)."""
-    if not isinstance(cfg, search.SearchConfig):
+    if not isinstance(cfg, config.SearchConfig):
         return dataclasses.replace(cfg, search=_seeded(cfg.search, seed, archs))
     if archs is not None:
         cfg = dataclasses.replace(cfg, score=dataclasses.replace(cfg.score, archs=archs))
@@ -413,8 +413,8 @@ def _seeded(cfg, seed: int, archs: int | None = None):
 @pytest.mark.parametrize(
     ("argv", "key", "expected"),
     [
-        (["search", "--archs", "7"], "seed", _seeded(search.PRESETS["paper"], 5, 7)),
-        (["train", "examples/resnet20.smash"], "seed", _seeded(search.PRESETS["smoke"], 5)),
+        (["search", "--archs", "7"], "seed", _seeded(presets.PRESETS["paper"], 5, 7)),
+        (["train", "examples/resnet20.smash"], "seed", _seeded(presets.PRESETS["smoke"], 5)),
         (["experiment", "corrupt"], "search.seed", _seeded(experiments.CORRUPT["smoke"], 5)),
     ],
     ids=["search", "train", "experiment"],
