@@ -146,7 +146,7 @@ def test_exported_final_model_is_importable_and_matches_the_test_accuracy(smoke)
 
     from smashc.backends.export import load as load_package
     from smashc.runtime.data import Batches, load
-    from smashc.runtime.search import evaluate
+    from smashc.runtime.final import evaluate
 
     model = load_package(out / "final" / "model")
     ds = load("synthetic")
@@ -838,7 +838,8 @@ def _with(cfg, path: str, value):
 
 @pytest.mark.parametrize("field,value", BAD_SETTINGS, ids=lambda v: str(v))
 def test_each_out_of_range_setting_is_named(field, value):
-    from smashc.runtime.search import PRESETS, config_problems
+    from smashc.runtime.config import config_problems
+    from smashc.runtime.presets import PRESETS
 
     problems = config_problems(_with(PRESETS["smoke"], field, value))
     assert len(problems) == 1, problems
@@ -846,7 +847,8 @@ def test_each_out_of_range_setting_is_named(field, value):
 
 
 def test_presets_and_nesterov_without_momentum():
-    from smashc.runtime.search import PRESETS, config_problems
+    from smashc.runtime.config import config_problems
+    from smashc.runtime.presets import PRESETS
 
     for name, cfg in PRESETS.items():
         assert config_problems(cfg) == [], name
@@ -861,7 +863,7 @@ def test_presets_and_nesterov_without_momentum():
 
 
 def test_remaining_time_reads_at_its_scale():
-    from smashc.runtime.search import _duration
+    from smashc.runtime.progress import duration as _duration
 
     assert [_duration(t) for t in (0, 12.7, 250, 3900, 360000)] == [
         "0s",
