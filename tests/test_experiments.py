@@ -24,7 +24,7 @@ import torch
 from smash_space import one_thread  # noqa: F401 (autouse)
 
 from smashc.cli import main
-from smashc.runtime import experiments
+from smashc.runtime import experiments, precision
 from smashc.runtime.archgrad import (
     apply,
     encode_arch,
@@ -32,11 +32,13 @@ from smashc.runtime.archgrad import (
     predicted_change,
     single_changes,
 )
+from smashc.runtime.context import open_context, resolve_device
 from smashc.runtime.corrupt import MODES, corrupt, corruptible, op_columns
 from smashc.runtime.data import Batches, Subset
+from smashc.runtime.experiments import trainings
 from smashc.runtime.oneshot import OneShot
+from smashc.runtime.presets import PRESETS
 from smashc.runtime.sampler import Sampler, SearchSpace
-from smashc.runtime.search import PRESETS, prepare
 from smashc.runtime.stats import correlation, every_mth
 
 CSV_HEADER = ["index", "rank", "smash_error", "true_error", "params", "macs", "smash_file"]
@@ -129,6 +131,8 @@ def test_correlation_writes_csv_plot_and_summary(corr):
     config = json.loads((out / "config.json").read_text())
     assert config["every"] == cfg.every and config["search"]["dataset"] == "synthetic"
     assert config["search"]["space"]["input"] == [3, 16, 16]  # adapted to the data
+    # the precision the run computed in, resolved from "auto" for this machine
+    assert config["search"]["precision"] == precision.resolve("auto", resolve_device("auto"))
 
 
 def test_knob_variants_rescore_the_same_architectures(corr):
@@ -174,7 +178,7 @@ def test_interrupted_training_resumes_where_it_stopped(corr, tmp_path, capsys, m
     shutil.copytree(corr, out)
     shutil.rmtree(out / "trained")
     calls = []
-    real = experiments.train_one
+    real = trainings.train_one
 
     def stop_after_one(*args, **kwargs):
         if calls:
@@ -182,7 +186,7 @@ def test_interrupted_training_resumes_where_it_stopped(corr, tmp_path, capsys, m
         calls.append(args[1].index)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(experiments, "train_one", stop_after_one)
+    monkeypatch.setattr(trainings, "train_one", stop_after_one)
     argv = ["experiment", "correlation", "--preset", "smoke", "--out", out]
     code, _, err = run_main(argv, capsys)
     assert code == 130
@@ -192,7 +196,7 @@ def test_interrupted_training_resumes_where_it_stopped(corr, tmp_path, capsys, m
     assert list(first) == calls
     stamp = first[calls[0]].stat().st_mtime_ns
 
-    monkeypatch.setattr(experiments, "train_one", real)
+    monkeypatch.setattr(trainings, "train_one", real)
     code, _, err = run_main(argv, capsys)
     assert code == 0, err
     assert first[calls[0]].stat().st_mtime_ns == stamp
@@ -224,7 +228,7 @@ def test_worker_processes_give_the_same_results(corr, tmp_path, capsys, monkeypa
     def in_this_process(*args, **kwargs):
         raise AssertionError("--jobs 2 trained in the parent process")
 
-    monkeypatch.setattr(experiments, "train_one", in_this_process)  # the workers' is intact
+    monkeypatch.setattr(trainings, "train_one", in_this_process)  # the workers' is intact
     argv = ["experiment", "correlation", "--preset", "smoke", "--out", out, "--jobs", "2"]
     code, _, err = run_main(argv, capsys)
     assert code == 0, err
@@ -288,7 +292,7 @@ CORRUPT_CASES = [
 @pytest.fixture(scope="module")
 def encodings() -> dict[str, list[torch.Tensor]]:
     return {
-        name: [encode_arch(Sampler(sp, seed).sample_arch(1.0), sp.encoding()) for seed in range(4)]
+        name: [encode_arch(Sampler(sp, seed).sample(1.0), sp.encoding()) for seed in range(4)]
         for name, sp in SPACES.items()
     }
 
@@ -370,7 +374,7 @@ def test_corrupt_rejects_unknown_fields_and_modes(encodings):
 def test_single_changes_encode_as_one_field_of_one_op():
     sp = SPACES["demo"]
     cfg = sp.encoding()
-    net = Sampler(sp, 1).sample_arch(1.0)
+    net = Sampler(sp, 1).sample(1.0)
     c = encode_arch(net, cfg)
     ops = op_columns(c, cfg)
     changes = single_changes(net, sp)
@@ -390,12 +394,13 @@ def test_single_changes_encode_as_one_field_of_one_op():
 
 
 def test_encoding_gradient_matches_finite_differences():
-    cfg, ds, train, val = prepare(PRESETS["smoke"])
+    ctx = open_context(PRESETS["smoke"])
+    cfg, val = ctx.cfg, ctx.val
     torch.manual_seed(0)
     model = OneShot(cfg.space, cfg.hypernet).double()
     compiled = model.compile(Sampler(cfg.space, 2).sample(1.0))
     compiled = replace(compiled, enc=replace(compiled.enc, tensor=compiled.enc.tensor.double()))
-    data = Batches(ds, Subset(val.x[:16], val.y[:16]), 16, shuffle=False)
+    data = Batches(ctx.data, Subset(val.x[:16], val.y[:16]), 16, shuffle=False)
 
     class Double:  # the batches in float64
         def epoch(self, e):
@@ -443,6 +448,9 @@ def test_corrupt_command(corr, tmp_path, capsys):
     assert sum(r["field"] == "true" for r in records) == cfg.archs
     assert not (out / "smash").exists()  # the checkpoint was used, nothing trained
     assert "c0.dilation_h" in stdout
+    # scored in the run's precision, recorded resolved
+    config = json.loads((out / "config.json").read_text())
+    assert config["search"]["precision"] == precision.resolve("auto", resolve_device("auto"))
 
     # rerunning scores nothing again
     before = (out / "corrupt.jsonl").read_text()
@@ -563,3 +571,21 @@ def test_folder_of_another_experiment_is_refused(corr, tmp_path, capsys):
     assert "Traceback" not in err
     assert "error[E0706]" in err and "every 2 -> 1" in err
     assert (out / "correlation.csv").read_text() == (corr / "correlation.csv").read_text()
+
+
+def test_an_experiment_goes_on_in_the_precision_it_began_with(tmp_path):
+    """``auto`` precision in a folder whose experiment resolved it (on another machine,
+    say) keeps that precision, as ``smashc search --resume`` does."""
+    from dataclasses import replace
+
+    from smashc.runtime import precision as prec
+    from smashc.runtime.context import resolve_device
+    from smashc.runtime.experiments import common
+
+    here = prec.resolve("auto", resolve_device("cpu"))
+    other = "fp32" if here == "bf16" else "bf16"
+    cfg = experiments.CORRUPT["smoke"]
+    cfg = replace(cfg, search=replace(cfg.search, device="cpu"))
+    (tmp_path / "config.json").write_text(json.dumps({"search": {"precision": other}}))
+    assert common.setup(cfg, tmp_path)[1].cfg.precision == other
+    assert common.setup(cfg)[1].cfg.precision == here

@@ -45,10 +45,11 @@ from smashc.backends.encoding import encode, op_weights
 from smashc.backends.fx import to_fx
 from smashc.backends.fxrun import GraphRunner
 from smashc.backends.hyperfx import SharedWeights, hyper_graph
-from smashc.runtime import precision, search
+from smashc.runtime import precision
 from smashc.runtime.hypernet import HyperNetConfig
 from smashc.runtime.interpreter import run_network
 from smashc.runtime.oneshot import OneShot
+from smashc.runtime.presets import PRESETS
 from smashc.runtime.sampler import Sampler
 
 DEVICE = torch.device(os.environ.get("SMASHC_TEST_DEVICE", "cuda"))
@@ -60,7 +61,7 @@ pytestmark = [
 ]
 EXAMPLES = example_files()
 SMASH_EXAMPLES = [p for p in EXAMPLES if p.name.startswith("smash_")]
-SPACE = replace(search.PRESETS["smoke"].space, input=(3, 16, 16), classes=10)
+SPACE = replace(PRESETS["smoke"].space, input=(3, 16, 16), classes=10)
 HYPER = HyperNetConfig(stem_channels=4, blocks=(2, 2), growth=4)
 
 
@@ -105,10 +106,11 @@ def test_one_shot_executor_on_the_device_matches_the_oracle(path):
     assert torch.allclose(y.cpu(), expected), (y.cpu() - expected).abs().max()
 
 
-def _step(model: OneShot, module, x, y, z, prec: str = "fp32"):
-    """One SMASH forward and backward on ``model``'s device: logits and named gradients."""
+def _step(model: OneShot, net, x, y, z, prec: str = "fp32"):
+    """One SMASH forward and backward of the network ``net`` on ``model``'s device: logits
+    and named gradients."""
     device = next(model.parameters()).device
-    compiled = model.compile(module)
+    compiled = model.compile(net)
     model.train()
     with precision.autocast(prec, device):
         logits = model(x.to(device), compiled, z.to(device))
@@ -122,11 +124,11 @@ def test_smash_step_on_the_device_matches_the_cpu(progress):
     torch.manual_seed(0)
     cpu = OneShot(SPACE, HYPER)
     dev = copy.deepcopy(cpu).to(DEVICE)
-    module = Sampler(SPACE, 3).sample(progress)
+    net = Sampler(SPACE, 3).sample(progress)
     x, y = torch.randn(8, *SPACE.input), torch.arange(8) % SPACE.classes
-    z = torch.randn(1, 1, *cpu.compile(module).enc.tensor.shape[2:])
-    logits, grads = _step(cpu, module, x, y, z)
-    logits_d, grads_d = _step(dev, module, x, y, z)
+    z = torch.randn(1, 1, *cpu.compile(net).enc.tensor.shape[2:])
+    logits, grads = _step(cpu, net, x, y, z)
+    logits_d, grads_d = _step(dev, net, x, y, z)
     assert logits_d.device.type == DEVICE.type
     assert torch.allclose(logits_d.cpu(), logits, rtol=1e-4, atol=1e-5)
     assert grads_d.keys() == grads.keys()
@@ -139,10 +141,10 @@ def test_smash_step_on_the_device_matches_the_cpu(progress):
 def test_bf16_step_on_the_device_is_finite():
     torch.manual_seed(0)
     model = OneShot(SPACE, HYPER).to(DEVICE)
-    module = Sampler(SPACE, 4).sample(1.0)
+    net = Sampler(SPACE, 4).sample(1.0)
     x, y = torch.randn(8, *SPACE.input), torch.arange(8) % SPACE.classes
-    z = torch.randn(1, 1, *model.compile(module).enc.tensor.shape[2:])
-    logits, grads = _step(model, module, x, y, z, "bf16")
+    z = torch.randn(1, 1, *model.compile(net).enc.tensor.shape[2:])
+    logits, grads = _step(model, net, x, y, z, "bf16")
     assert logits.dtype == torch.bfloat16 and torch.isfinite(logits.float()).all()
     assert grads and all(torch.isfinite(g).all() for g in grads.values())
 

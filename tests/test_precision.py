@@ -19,10 +19,13 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 
 from smashc.backends import kernels
-from smashc.runtime import precision, search
+from smashc.runtime import precision
+from smashc.runtime.context import open_context, run_precision
 from smashc.runtime.hypernet import HyperNetConfig
 from smashc.runtime.oneshot import OneShot
+from smashc.runtime.presets import DEMO_SPACE, PRESETS
 from smashc.runtime.sampler import Sampler
+from smashc.runtime.scoring import smash_error
 
 CPU = torch.device("cpu")
 BF16 = torch.autocast("cpu", dtype=torch.bfloat16)
@@ -54,12 +57,16 @@ def test_autocast_context_follows_the_precision():
 def test_a_resumed_run_keeps_its_recorded_precision(tmp_path):
     other = "fp32" if precision.resolve("auto", CPU) == "bf16" else "bf16"
     (tmp_path / "config.json").write_text(json.dumps({"precision": other}))
-    assert search.run_precision("auto", CPU, tmp_path) == other
-    assert search.run_precision("auto", CPU, None) == precision.resolve("auto", CPU)
+    assert run_precision("auto", CPU, tmp_path) == other
+    assert run_precision("auto", CPU, None) == precision.resolve("auto", CPU)
     explicit = "bf16" if other == "fp32" else "fp32"
-    assert search.run_precision(explicit, CPU, tmp_path) == explicit  # the flag wins
+    assert run_precision(explicit, CPU, tmp_path) == explicit  # the flag wins
+    # a run's context resolves its precision so, and records it concretely
+    smoke = replace(PRESETS["smoke"], device="cpu", precision="auto")
+    assert open_context(smoke, tmp_path).cfg.precision == other
+    assert open_context(smoke).cfg.precision == precision.resolve("auto", CPU)
     (tmp_path / "config.json").unlink()
-    assert search.run_precision("auto", CPU, tmp_path) == precision.resolve("auto", CPU)
+    assert run_precision("auto", CPU, tmp_path) == precision.resolve("auto", CPU)
 
 
 @pytest.mark.parametrize(
@@ -103,7 +110,7 @@ def test_crops_under_autocast_give_the_bank_a_float32_gradient():
 
 @pytest.fixture(scope="module")
 def one_shot():
-    space = replace(search.DEMO_SPACE, input=(3, 16, 16), classes=10)
+    space = replace(DEMO_SPACE, input=(3, 16, 16), classes=10)
     torch.manual_seed(0)
     model = OneShot(space, HyperNetConfig(stem_channels=4, blocks=(2, 2), growth=4))
     return model, space
@@ -146,7 +153,7 @@ def test_scoring_in_bf16_runs(one_shot):
             return [(x[:20], y[:20]), (x[20:], y[20:])]
 
     z = torch.zeros(1, 1, *compiled.enc.tensor.shape[2:])
-    errors = [search.smash_error(model, compiled, Batches(), [z], None, p) for p in PRECISIONS]
+    errors = [smash_error(model, compiled, Batches(), [z], None, p) for p in PRECISIONS]
     assert all(0 <= e <= 1 for e in errors)
     # the same network in either precision: a few near-ties may flip, not the whole answer
     assert abs(errors[0] - errors[1]) <= 0.1

@@ -324,13 +324,13 @@ def test_experiment_settings_are_checked(name, item, message):
 
 
 def test_presets_of_experiments_pass_their_checks():
-    for presets in (
+    for family in (
         experiments.CORRELATION,
         experiments.LOW_BUDGET,
         experiments.CORRUPT,
         experiments.ARCH_GRAD,
     ):
-        for cfg in presets.values():
+        for cfg in family.values():
             experiments.check(cfg)
             assert config.config_problems(cfg.search) == []
 
@@ -449,3 +449,62 @@ def test_print_config_refuses_settings_out_of_range(capsys):
     assert captured.out == "" and "error[E0704]: --epochs must be at least 1" in captured.err
     assert main(["experiment", "arch-grad", "--set", "proposals=0", "--print-config"]) == 1
     assert "proposals" in capsys.readouterr().err
+
+
+# --- bad settings of every run command, without --print-config --------------------------
+
+RUN_COMMANDS = {
+    "search": ["search"],
+    "train": ["train", "examples/resnet20.smash"],
+    **{
+        name: ["experiment", name] for name in ("correlation", "low-budget", "corrupt", "arch-grad")
+    },
+}
+BAD_RUN_SETTINGS = [
+    ("device", "tpu", "--device must be one of cpu, cuda, auto, got 'tpu'"),
+    ("precision", "fp16", "--precision must be one of auto, fp32, bf16, got 'fp16'"),
+    ("seed", "-1", "--seed must be at least 0, got -1"),
+    ("dataset", "imagenet", "--dataset must be one of fashion-mnist"),
+    ("final.lr", "-0.5", "--lr must be a positive number, got -0.5 (final.lr)"),
+    ("score.strategies", "sample,annealing", "score.strategies must be distinct search"),
+]
+
+
+@pytest.mark.parametrize("how", ["set", "config"])
+@pytest.mark.parametrize(
+    ("key", "value", "said"), BAD_RUN_SETTINGS, ids=[k for k, *_ in BAD_RUN_SETTINGS]
+)
+@pytest.mark.parametrize("command", RUN_COMMANDS)
+def test_every_run_command_refuses_a_bad_setting_before_it_runs(
+    command, key, value, said, how, tmp_path, capsys
+):
+    """A setting out of range, given by ``--set`` or in a ``--config`` file, is one located
+    E0704 and exit 1 before a device is asked for, data read or a folder written."""
+    from smashc.cli import main
+
+    argv = RUN_COMMANDS[command]
+    full = key if argv[0] != "experiment" else f"search.{key}"
+    if how == "set":
+        given = ["--set", f"{full}={value}"]
+    else:
+        parsed = settings._parse(settings._field_type(type(_preset_of(command)), full), value)
+        head, _, leaf = full.rpartition(".")
+        tree: dict = {leaf: parsed}
+        for part in reversed(head.split(".") if head else []):
+            tree = {part: tree}
+        path = tmp_path / "bad.json"
+        path.write_text(json.dumps(tree))
+        given = ["--config", str(path)]
+    out = tmp_path / "out"
+    code = main([*argv, "--preset", "smoke", *given, "--out", str(out)])
+    captured = capsys.readouterr()
+    assert code == 1, captured.err
+    assert "error[E0704]: " + said in captured.err, captured.err
+    assert "Traceback" not in captured.err
+    assert not out.exists()
+
+
+def _preset_of(command: str):
+    if command in ("search", "train"):
+        return presets.PRESETS["smoke"]
+    return experiments.EXPERIMENTS[command].presets["smoke"]

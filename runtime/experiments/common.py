@@ -168,12 +168,25 @@ def smash_model(ctx: RunContext, out: Path) -> OneShot:
         raise runs.Interrupted from None
 
 
-def setup(cfg) -> tuple:
+def _recorded_precision(out: Path | None) -> str | None:
+    """The precision the experiment in ``out`` resolved ``auto`` to, if it has begun."""
+    try:
+        recorded = json.loads((out / "config.json").read_text(encoding="utf-8"))["search"]
+    except (TypeError, OSError, ValueError, KeyError):
+        return None
+    return recorded.get("precision") if isinstance(recorded, dict) else None
+
+
+def setup(cfg, out: Path | None = None) -> tuple:
     """An experiment's resolved config, its run context (a checkpoint's run settings
     adopted) and the checkpoint's SMASH network when one is given; all settings are checked
-    first, and a bad checkpoint is refused before anything is written."""
+    first, and a bad checkpoint is refused before anything is written. ``auto`` precision
+    goes on as the experiment already in ``out`` resolved it (on any machine)."""
     check_config(cfg)
     scfg = cfg.search
+    recorded = _recorded_precision(out) if scfg.precision == "auto" else None
+    if recorded in ("fp32", "bf16"):
+        scfg = replace(scfg, precision=recorded)
     if cfg.checkpoint is not None:
         if not Path(cfg.checkpoint).is_file():
             raise fail("E0705", "checkpoint not found", cfg.checkpoint)
@@ -192,7 +205,7 @@ def setup(cfg) -> tuple:
 def open_experiment(cfg, out: Path) -> tuple:
     """``setup``, the folder ``out`` started with the config, and the SMASH network (the
     checkpoint's, or trained into ``out``)."""
-    cfg, ctx, model = setup(cfg)
+    cfg, ctx, model = setup(cfg, out)
     start(out, cfg.to_json())
     ctx = replace(ctx, out=out)
     if model is None:

@@ -172,7 +172,7 @@ def run(cfg: CorrelationConfig, out: Path, name: str = "correlation") -> dict:
         )
     started = time.perf_counter()
     seconds: dict[str, float] = {}
-    cfg, ctx, model = common.setup(cfg)
+    cfg, ctx, model = common.setup(cfg, out)
     reference = _reference_results(cfg, Path(cfg.reference)) if cfg.reference else None
     common.start(out, cfg.to_json())
     ctx = replace(ctx, out=out)
