@@ -22,7 +22,6 @@ import shutil
 from collections.abc import Mapping
 from pathlib import Path
 
-import torch
 from torch import fx
 
 from smashc import arch
@@ -100,9 +99,7 @@ def encode_network(net: Network, cfg: EncodingConfig) -> Encoding:
     return encode(_training_ir(net), cfg)
 
 
-def for_training(
-    source: Network | Program, overrides: Mapping[str, int] | None = None
-) -> IRGraph:
+def for_training(source: Network | Program, overrides: Mapping[str, int] | None = None) -> IRGraph:
     """The IR after the default pipeline (checks, analyses, recognised patterns), from a
     network or a loaded program; SmashErrors carry the program's sources."""
     if isinstance(source, Program):
@@ -154,4 +151,3 @@ def draw(ir: IRGraph, path: Path) -> Path:
         return write(diagram(ir, "banks", collapse=False), target)
     except SmashError:  # graphviz could not render: its .dot source is written anyway
         return path.with_suffix(".dot")
-
