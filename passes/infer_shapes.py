@@ -12,7 +12,7 @@ from smashc import arch
 from smashc.diagnostics import Diagnostic, SmashError, error
 from smashc.ir.graph import IRGraph
 from smashc.ir.nodes import Add, BankVersion, Concat, Input, OpNode, Output, Shape, Slice
-from smashc.passes import register
+from smashc.passes.registry import register
 
 
 def _window(size: int, k: int, s: int, p: int, d: int) -> int:
@@ -147,7 +147,7 @@ def derive_shapes(ir: IRGraph) -> tuple[dict[str, Shape], list[Diagnostic]]:
     return shapes, errs
 
 
-@register("infer-shapes")
+@register("infer-shapes", kind="analysis", provides=("shapes",))
 def infer_shapes(ir: IRGraph) -> IRGraph:
     shapes, errs = derive_shapes(ir)
     if errs:

@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
-from smashc.backends.encoding import EncodingConfig
+from smashc.compiler import EncodingConfig
 from smashc.runtime.rules import count, counts, number, setting
 
 # The HyperNet runs on c padded to a multiple of this many slices. A conv library builds
