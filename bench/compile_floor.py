@@ -2,10 +2,10 @@
 
     python bench/compile_floor.py [--archs 60] [--json]
 
-The training loop compiles every sampled architecture through the pipeline the issue
-prescribes: AST -> expansion -> networkx IR -> passes -> encoding -> torch.fx graph. Two
-of those stages are mostly data-structure construction: lowering builds a networkx graph
-of the lowered IR, and the HyperNet backend builds an fx graph. Here both graphs are
+The training loop compiles every sampled architecture through the whole pipeline: AST ->
+expansion -> networkx IR -> passes -> encoding -> torch.fx graph. Two of those stages are
+mostly data-structure construction: lowering builds a networkx graph of the lowered IR, and
+the HyperNet backend builds an fx graph. Here both graphs are
 rebuilt from parts made beforehand (payloads, operand lists, targets, arguments, names),
 so what is timed is only what networkx and torch.fx charge to hold them:
 

@@ -3,7 +3,7 @@ time the reference's work on the machine at hand.
 
     python bench/reference.py [--steps 6] [--images 5000] [--archs 2] [--threads 2] [--json]
 
-The issue's targets are half the reference's times, but those (0.8 s / 1.7 s / 52 s in
+smashc's speed targets are half the reference's times, but those (0.8 s / 1.7 s / 52 s in
 SMASH-reference.md) were measured on another machine. This stand-in does what
 SMASH-reference.md says the reference does, written as directly as the reference is, in
 fp32 and NCHW: banks as a list of tensors, every read a ``torch.cat``, every write an
@@ -21,8 +21,9 @@ first run on an architecture (as training meets it) and the faster of two; scori
 HyperNet plus forward passes in eval mode over the images, batch 50. It leaves out what the
 reference spends outside the network (its sampling, 11-17 ms, and its Python
 bookkeeping), so it is, if anything, faster than the reference: half its time is a target
-at least as hard as the issue's. It runs with the process defaults, as the reference does:
-oneDNN's kernel cache of 1,024 and glibc's malloc settings (``runtime.alloc`` is ours).
+at least as hard as half the reference's own. It runs with the process defaults, as the
+reference does: oneDNN's kernel cache of 1,024 and glibc's malloc settings
+(``runtime.alloc`` is ours).
 """
 
 from __future__ import annotations

@@ -19,9 +19,10 @@ the reference's measured 0.8 s / 1.7 s. Each workload also gets its GFLOP per st
 the rate achieved, and the floor that rate implies at this machine's measured conv peak
 (FLOPs as written in the IR: the backend pools before each transition's 1x1 conv, which
 leaves 5-11% of them undone).
-"Compile cost" is what compiling adds to a step as ``smashc search`` runs it (the next
-architecture compiled in a background thread) and inline, against steps on architectures
-compiled beforehand, on the same architectures (``--blocks`` of four, early and late).
+"Compile cost" is what compiling adds to a step, prefetched (the next architecture compiled
+in a background thread, as ``smashc search`` does on a GPU) and inline (as it does on the
+CPU), against steps on architectures compiled beforehand, on the same architectures
+(``--blocks`` of four, early and late).
 """
 
 from __future__ import annotations
