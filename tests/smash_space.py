@@ -26,6 +26,7 @@ from smashc import arch
 from smashc.backends.encoding import Encoding, EncodingConfig
 from smashc.backends.fx import py_name
 from smashc.backends.hyperfx import SharedWeights
+from smashc.backends.interpreter import WeightStore
 from smashc.frontend import printer
 from smashc.frontend.expand import expand
 from smashc.frontend.loader import load_file
@@ -34,7 +35,6 @@ from smashc.ir.graph import IRGraph
 from smashc.ir.nodes import OpNode
 from smashc.passes import run_pipeline
 from smashc.pipeline import compile_file, compile_text
-from smashc.runtime.interpreter import WeightStore
 from smashc.runtime.sampler import Sampler, SearchSpace
 
 

@@ -1,4 +1,4 @@
-"""The torch.fx backends against the memory-bank oracle (runtime.interpreter.run_network).
+"""The torch.fx backends against the memory-bank oracle (smashc.backends.interpreter.run_network).
 
 Free weights (``to_fx``): the module's parameters are copied from a WeightStore and its
 output must equal the oracle's, for every example and 200 sampled SMASH-space nets.
@@ -41,13 +41,13 @@ from smashc import arch
 from smashc.backends.encoding import encode, op_weights
 from smashc.backends.fx import py_name, to_fx
 from smashc.backends.hyperfx import SharedWeights, to_fx_hyper
+from smashc.backends.interpreter import run_network
 from smashc.frontend.expand import expand
 from smashc.frontend.loader import load_text
 from smashc.ir import dump
 from smashc.ir.graph import IRGraph
 from smashc.ir.nodes import Add, BankVersion, Concat, OpNode, Slice
 from smashc.pipeline import compile_text
-from smashc.runtime.interpreter import run_network
 
 EXAMPLES = example_files()
 SMASH_EXAMPLES = [p for p in EXAMPLES if p.name.startswith("smash_")]

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from smashc import arch
+from smashc.backends.interpreter import WeightStore, run_ir, run_network
 from smashc.cli import main
 from smashc.diagnostics import SmashError
 from smashc.frontend.expand import expand
@@ -21,7 +22,6 @@ from smashc.ir.nodes import Add, BankVersion, Concat, OpNode, Slice
 from smashc.ir.query import layer_accesses
 from smashc.passes import DEFAULT_PIPELINE, PASSES, PassFailure, run_pipeline, verify
 from smashc.pipeline import compile_program
-from smashc.runtime.interpreter import WeightStore, run_ir, run_network
 
 NORMALISATION = ("remove-zero-reads", "fold-trivial", "remove-dead-writes", "canonicalize", "cse")
 
