@@ -59,6 +59,7 @@ def _plain(kind: str) -> OpDef:
         weights=no_weights,
         run=run,
         selector=("kind", kind),
+        example=kind,
     )
 
 
@@ -83,5 +84,6 @@ LEAKY_RELU = register(
         weights=no_weights,
         run=run,
         selector=("kind", "leaky_relu"),
+        example="leaky_relu(slope=0.2)",
     )
 )

@@ -54,5 +54,6 @@ CHANPAD = register(
         fx=lower_fx,
         weights=no_weights,
         run=run,
+        example="chanpad(out=12)",
     )
 )

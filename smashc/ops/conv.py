@@ -109,5 +109,6 @@ CONV = register(
         weights=weights,
         run=run,
         label=label,
+        example="conv(out=6, kernel=(3, 5), stride=2, dilation=(1, 2), groups=2, bias=true)",
     )
 )

@@ -75,5 +75,6 @@ LINEAR = register(
         fx=lower_fx,
         weights=weights,
         run=run,
+        example="gap -> linear(out=6)",
     )
 )

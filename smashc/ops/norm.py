@@ -64,5 +64,6 @@ BN = register(
         fx=lower_fx,
         weights=weights,
         run=run,
+        example="bn(eps=0.001, momentum=0.2)",
     )
 )

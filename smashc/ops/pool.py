@@ -83,6 +83,7 @@ def _pool(kind: str, lower_fx, run) -> OpDef:
         weights=no_weights,
         run=run,
         selector=("kind", kind),
+        example=f"{kind}pool(kernel=3, stride=2, padding=1)",
     )
 
 
@@ -111,5 +112,6 @@ GAP = register(
         fx=_gap_fx,
         weights=no_weights,
         run=_gap_run,
+        example="gap",
     )
 )

@@ -96,6 +96,8 @@ class OpDef:
         label: a short diagram label; None uses the op's .smash text.
         selector: for a payload class shared by several entries, ``(field, value)``: the
             payload field whose value picks this entry (``Act.kind == "relu"``).
+        example: an op sequence using the op, valid after a conv to 8 channels on a 9x9 map;
+            tests/test_ops.py compiles and runs it for every entry.
     """
 
     name: str
@@ -111,6 +113,7 @@ class OpDef:
     run: Callable[[Any, torch.Tensor, Weights], torch.Tensor]
     label: Callable[[Any], str] | None = None
     selector: tuple[str, object] | None = None
+    example: str = ""
 
 
 _BY_NAME: dict[str, OpDef] = {}

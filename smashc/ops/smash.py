@@ -168,5 +168,10 @@ SMASH = register(
         weights=weights,
         run=run,
         label=label,
+        example=(
+            "smash(out=4, bottleneck=8, c0=conv(kernel=3, dilation=2),"
+            " c1=conv(kernel=5, act=relu6), c2=conv(kernel=1, groups=2, act=identity),"
+            " c3=conv(kernel=(1, 3), act=leaky_relu))"
+        ),
     )
 )
