@@ -36,11 +36,11 @@ import torch.nn.functional as F  # noqa: N812
 from _common import emit, parser
 
 from smashc import arch
+from smashc.backends.interpreter import apply_op
 from smashc.frontend.expand import expand
 from smashc.frontend.loader import Program
 from smashc.runtime import hypernet as hypernet_module
 from smashc.runtime.hypernet import HyperNet
-from smashc.runtime.interpreter import apply_op
 from smashc.runtime.sampler import Sampler, SearchSpace
 
 SLICE = 16  # input channels per slice of c (depth compression x N)

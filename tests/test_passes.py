@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from smashc import arch
+from smashc.backends.interpreter import WeightStore, run_ir, run_network
 from smashc.cli import main
 from smashc.diagnostics import SmashError
 from smashc.frontend.expand import expand
@@ -34,7 +35,6 @@ from smashc.passes import (
     verify,
 )
 from smashc.pipeline import compile_program
-from smashc.runtime.interpreter import WeightStore, run_ir, run_network
 
 NORMALISATION = ("remove-zero-reads", "fold-trivial", "remove-dead-writes", "canonicalize", "cse")
 
