@@ -37,8 +37,6 @@ from _common import emit, parser
 
 from smashc import arch
 from smashc.backends.interpreter import apply_op
-from smashc.frontend.expand import expand
-from smashc.frontend.loader import Program
 from smashc.runtime import hypernet as hypernet_module
 from smashc.runtime.hypernet import HyperNet
 from smashc.runtime.sampler import Sampler, SearchSpace
@@ -148,7 +146,7 @@ class Reference(torch.nn.Module):
 
 
 def network(space: SearchSpace, seed: int, progress: float) -> arch.Network:
-    return expand(Program(Sampler(space, seed=seed).sample(progress), "<sampled>"))
+    return Sampler(space, seed=seed).sample(progress)
 
 
 def trainer(space: SearchSpace, template: arch.Network, batch: int):

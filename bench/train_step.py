@@ -36,7 +36,9 @@ import torch.nn.functional as F  # noqa: N812
 from _common import emit, parse, parser, smash_trainer
 
 from smashc import report
-from smashc.runtime import precision, search
+from smashc.runtime import precision
+from smashc.runtime.config import SmashTraining
+from smashc.runtime.hypertrain import smash_optimizer
 from smashc.runtime.oneshot import OneShot
 from smashc.runtime.sampler import Sampler, SearchSpace
 
@@ -65,7 +67,7 @@ def measure(
     space: SearchSpace, progress: float, steps: int, batch: int, device: torch.device, prec: str
 ) -> dict[str, float]:
     model = OneShot(space).to(device)
-    opt = search.smash_optimizer(model, search.SmashTraining())
+    opt = smash_optimizer(model, SmashTraining())
     x = torch.randn(batch, *space.input, device=device)
     y = torch.randint(0, space.classes, (batch,), device=device)
     extra = ("step", "fresh", "gflop", "hypernet_fb")
