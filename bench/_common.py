@@ -15,8 +15,10 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F  # noqa: N812
 
-from smashc.runtime import precision, search
+from smashc.runtime import precision
 from smashc.runtime.alloc import tune_process
+from smashc.runtime.config import SmashTraining
+from smashc.runtime.hypertrain import smash_optimizer
 from smashc.runtime.oneshot import OneShot
 from smashc.runtime.sampler import SearchSpace
 
@@ -103,7 +105,7 @@ def smash_trainer(
     in precision ``prec`` (resolved: fp32 or bf16)."""
     device = device or torch.device("cpu")
     model = OneShot(space).to(device)
-    opt = search.smash_optimizer(model, search.SmashTraining())
+    opt = smash_optimizer(model, SmashTraining())
     x = torch.randn(batch, *space.input, device=device)
     y = torch.randint(0, space.classes, (batch,), device=device)
 

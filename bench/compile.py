@@ -8,8 +8,9 @@ lands in few architectures, and the medians miss it):
 * from text, as ``smashc compile`` does: print the sampled program to .smash text, parse,
   expand, lower, the default pass pipeline (with verification and pattern recognition),
   encoding, fx GraphModule;
-* the training loop's path: the sampler's AST, expand, lower, the training passes, encoding,
-  fx graph (HyperNet-weight backend) ready to run in a GraphRunner.
+* the training loop's path (``compiler.for_oneshot``): the sampler's network, lower, the
+  training passes, encoding, fx graph (HyperNet-weight backend) ready to run in a
+  GraphRunner.
 Architectures are drawn from the default space, fully annealed (the largest networks)
 unless ``--progress`` says otherwise (0: as training starts).
 """
@@ -24,9 +25,9 @@ from _common import emit, parse, parser
 from smashc.backends.encoding import encode
 from smashc.backends.fxrun import GraphRunner
 from smashc.backends.hyperfx import SharedWeights, hyper_graph, to_fx_hyper
+from smashc.compiler import to_text
 from smashc.frontend.expand import expand
-from smashc.frontend.loader import Program, load_text
-from smashc.frontend.printer import module as print_module
+from smashc.frontend.loader import load_text
 from smashc.ir import lower
 from smashc.passes import DEFAULT_PIPELINE, TRAINING_PIPELINE, run_pipeline
 from smashc.runtime.sampler import Sampler, SearchSpace
@@ -37,23 +38,21 @@ def run(archs: int, progress: float = 1.0) -> dict:
     cfg = space.encoding()
     shared = SharedWeights(cfg)
     samples = [Sampler(space, seed=3000 + i).sample(progress) for i in range(archs + 1)]
-    texts = [print_module(m) for m in samples]
+    texts = [to_text(m) for m in samples]
     paths = {
         "text": ("parse", "expand", "lower", "passes", "encode", "fx"),
-        "training": ("expand", "lower", "passes", "encode", "fx"),
+        "training": ("lower", "passes", "encode", "fx"),
     }
     out: dict = {}
     for path, stages in paths.items():
         times: dict[str, list[float]] = {s: [] for s in (*stages, "total")}
-        for i, (module, text) in enumerate(zip(samples, texts, strict=True)):
+        for i, (net, text) in enumerate(zip(samples, texts, strict=True)):
             t = [time.perf_counter()]
             if path == "text":
                 program = load_text(text, "<sampled>")
                 t.append(time.perf_counter())
-            else:
-                program = Program(module, "<sampled>")
-            net = expand(program)
-            t.append(time.perf_counter())
+                net = expand(program)
+                t.append(time.perf_counter())
             ir = lower(net)
             t.append(time.perf_counter())
             passes = DEFAULT_PIPELINE if path == "text" else TRAINING_PIPELINE

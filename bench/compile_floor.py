@@ -2,10 +2,10 @@
 
     python bench/compile_floor.py [--archs 60] [--json]
 
-The training loop compiles every sampled architecture through the pipeline the issue
-prescribes: AST -> expansion -> networkx IR -> passes -> encoding -> torch.fx graph. Two
-of those stages are mostly data-structure construction: lowering builds a networkx graph
-of the lowered IR, and the HyperNet backend builds an fx graph. Here both graphs are
+The training loop compiles every sampled architecture through the whole pipeline: AST ->
+expansion -> networkx IR -> passes -> encoding -> torch.fx graph. Two of those stages are
+mostly data-structure construction: lowering builds a networkx graph of the lowered IR, and
+the HyperNet backend builds an fx graph. Here both graphs are
 rebuilt from parts made beforehand (payloads, operand lists, targets, arguments, names),
 so what is timed is only what networkx and torch.fx charge to hold them:
 
@@ -34,8 +34,6 @@ from torch import fx
 
 from smashc.backends import fx as fx_backend
 from smashc.backends.hyperfx import SharedWeights
-from smashc.frontend.expand import expand
-from smashc.frontend.loader import Program
 from smashc.ir import IRGraph, lower
 from smashc.ir.graph import add_node, graph_operands
 from smashc.runtime.oneshot import compile_arch
@@ -107,7 +105,7 @@ def run(archs: int, progress: float) -> dict:
     shared = SharedWeights(space.encoding())
     modules = [Sampler(space, seed=SEED + i).sample(progress) for i in range(archs + 1)]
     compiled = [compile_arch(m, shared) for m in modules]
-    irs = [lower(expand(Program(m, "<sampled>"))) for m in modules]
+    irs = [lower(m) for m in modules]
     lowered = [_parts(ir) for ir in irs]
     recipes = [_recipe(c.net.graph) for c in compiled]
     # what is timed rebuilds the very graphs compiling makes

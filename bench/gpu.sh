@@ -1,18 +1,18 @@
 #!/usr/bin/env bash
-# The checks that need a GPU, as one script for a lent GPU machine (the `device` tool):
-# the CUDA tests (tests/test_gpu.py), then a SMASH step split by phase with what compiling
-# costs a step (prefetched in a background thread, as `smashc search` does on a GPU, and
-# inline), and scoring, in fp32 and bf16.
+# The checks that need a CUDA GPU, as one script: the CUDA tests (tests/test_gpu.py), then
+# a SMASH step split by phase with what compiling costs a step (prefetched in a background
+# thread, as `smashc search` does on a GPU, and inline), and scoring, in fp32 and bf16.
 #
-# That machine's image has torch (another version than the pin), networkx, numpy, scipy,
-# matplotlib, tqdm, pytest and hypothesis, but not lark, interegular or graphviz: carry
-# them as wheels in .whl/ (ignored by git), fetched here with
-#   echo /.whl/ >> .git/info/exclude
+# For a machine without network access whose torch is already installed (any version, not
+# necessarily the pin), with networkx, numpy, scipy, matplotlib, tqdm, pytest and
+# hypothesis. smashc goes into /tmp without its dependencies, so the machine's torch stays;
+# lark, interegular and graphviz come from wheels in .whl/ (ignored by git), downloaded
+# beforehand on a machine with network access (--python-version: the GPU machine's Python):
 #   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 \
 #     --implementation cp --platform any -d .whl lark==1.3.1 interegular graphviz==0.21
-# and run it with carry [".whl"] and timeout_s 560 (its parts stop within 530 s):
+# Run from the repository root; every part has its own timeout, all together 530 s:
 #   bash bench/gpu.sh
-# Its log is $OUT/gpu.log (or ./gpu.log without $OUT).
+# The log goes to $OUT/gpu.log where OUT names a folder, else to ./gpu.log.
 set -uo pipefail
 log="${OUT:-.}/gpu.log"
 exec > >(tee "$log") 2>&1

@@ -10,9 +10,9 @@ during it (as it does on a GPU), or in a worker process during it. The figure is
 step with that compile minus the mean step without: what the compile costs the step, free
 of the run-to-run swing between processes that an A/B across processes has (several
 percent here, more than the effect). Each mode runs in a fresh process of its own, modes
-alternating over ``--rounds`` (run in turn in one process, the first mode was favoured by
-some 4 ms a step in a throwaway run). Steps are timed from before the compile starts until
-the step is done and the concurrent compile has finished (the next step needs its
+alternating over ``--rounds`` (run in turn in one process, the mode that runs first is
+favoured, by some 4 ms a step). Steps are timed from before the compile starts until the
+step is done and the concurrent compile has finished (the next step needs its
 architecture). Reference-sized work (bottlenecks up to 64), batch 50, CIFAR-shaped
 synthetic data; the first ``--warm`` steps are not counted.
 """

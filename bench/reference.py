@@ -3,7 +3,7 @@ time the reference's work on the machine at hand.
 
     python bench/reference.py [--steps 6] [--images 5000] [--archs 2] [--threads 2] [--json]
 
-The issue's targets are half the reference's times, but those (0.8 s / 1.7 s / 52 s in
+smashc's speed targets are half the reference's times, but those (0.8 s / 1.7 s / 52 s in
 SMASH-reference.md) were measured on another machine. This stand-in does what
 SMASH-reference.md says the reference does, written as directly as the reference is, in
 fp32 and NCHW: banks as a list of tensors, every read a ``torch.cat``, every write an
@@ -21,8 +21,9 @@ first run on an architecture (as training meets it) and the faster of two; scori
 HyperNet plus forward passes in eval mode over the images, batch 50. It leaves out what the
 reference spends outside the network (its sampling, 11-17 ms, and its Python
 bookkeeping), so it is, if anything, faster than the reference: half its time is a target
-at least as hard as the issue's. It runs with the process defaults, as the reference does:
-oneDNN's kernel cache of 1,024 and glibc's malloc settings (``runtime.alloc`` is ours).
+at least as hard as half the reference's own. It runs with the process defaults, as the
+reference does: oneDNN's kernel cache of 1,024 and glibc's malloc settings
+(``runtime.alloc`` is ours).
 """
 
 from __future__ import annotations
@@ -35,11 +36,9 @@ import torch.nn.functional as F  # noqa: N812
 from _common import emit, parser
 
 from smashc import arch
-from smashc.frontend.expand import expand
-from smashc.frontend.loader import Program
+from smashc.backends.interpreter import apply_op
 from smashc.runtime import hypernet as hypernet_module
 from smashc.runtime.hypernet import HyperNet
-from smashc.runtime.interpreter import apply_op
 from smashc.runtime.sampler import Sampler, SearchSpace
 
 SLICE = 16  # input channels per slice of c (depth compression x N)
@@ -147,7 +146,7 @@ class Reference(torch.nn.Module):
 
 
 def network(space: SearchSpace, seed: int, progress: float) -> arch.Network:
-    return expand(Program(Sampler(space, seed=seed).sample(progress), "<sampled>"))
+    return Sampler(space, seed=seed).sample(progress)
 
 
 def trainer(space: SearchSpace, template: arch.Network, batch: int):

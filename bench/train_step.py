@@ -19,9 +19,10 @@ the reference's measured 0.8 s / 1.7 s. Each workload also gets its GFLOP per st
 the rate achieved, and the floor that rate implies at this machine's measured conv peak
 (FLOPs as written in the IR: the backend pools before each transition's 1x1 conv, which
 leaves 5-11% of them undone).
-"Compile cost" is what compiling adds to a step as ``smashc search`` runs it (the next
-architecture compiled in a background thread) and inline, against steps on architectures
-compiled beforehand, on the same architectures (``--blocks`` of four, early and late).
+"Compile cost" is what compiling adds to a step, prefetched (the next architecture compiled
+in a background thread, as ``smashc search`` does on a GPU) and inline (as it does on the
+CPU), against steps on architectures compiled beforehand, on the same architectures
+(``--blocks`` of four, early and late).
 """
 
 from __future__ import annotations
@@ -35,7 +36,9 @@ import torch.nn.functional as F  # noqa: N812
 from _common import emit, parse, parser, smash_trainer
 
 from smashc import report
-from smashc.runtime import precision, search
+from smashc.runtime import precision
+from smashc.runtime.config import SmashTraining
+from smashc.runtime.hypertrain import smash_optimizer
 from smashc.runtime.oneshot import OneShot
 from smashc.runtime.sampler import Sampler, SearchSpace
 
@@ -64,7 +67,7 @@ def measure(
     space: SearchSpace, progress: float, steps: int, batch: int, device: torch.device, prec: str
 ) -> dict[str, float]:
     model = OneShot(space).to(device)
-    opt = search.smash_optimizer(model, search.SmashTraining())
+    opt = smash_optimizer(model, SmashTraining())
     x = torch.randn(batch, *space.input, device=device)
     y = torch.randint(0, space.classes, (batch,), device=device)
     extra = ("step", "fresh", "gflop", "hypernet_fb")

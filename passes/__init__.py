@@ -1,7 +1,8 @@
-"""Pass registry, the default pipeline, and the pass manager.
+"""The pass manager: the registered passes, the default and training pipelines, run_pipeline.
 
-A pass is a pure function ``(IRGraph) -> IRGraph`` registered under a name. It may raise
-SmashError for located user errors (e.g. a kernel that does not fit its feature map).
+A pass is a pure function ``(IRGraph) -> IRGraph`` registered under a name with the analyses
+it needs, provides and keeps (``smashc.passes.registry``). It may raise SmashError for
+located user errors (e.g. a kernel that does not fit its feature map).
 """
 
 from __future__ import annotations
@@ -10,26 +11,30 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from smashc.diagnostics import SmashError, Span, error
+from smashc.diagnostics import SmashError
 from smashc.ir.graph import IRGraph, MissingAnalysis
 
-Pass = Callable[[IRGraph], IRGraph]
+# Importing the pass modules registers their passes; the order here is irrelevant.
+from smashc.passes import infer_shapes, normalize, recognize, verify  # noqa: F401
+from smashc.passes.order import carried_by, check_order, resolve, trim
+from smashc.passes.registry import ANALYSES, PASSES, Pass, PassFn, register
 
-PASSES: dict[str, Pass] = {}
-
-
-def register(name: str) -> Callable[[Pass], Pass]:
-    def deco(fn: Pass) -> Pass:
-        if name in PASSES:
-            raise ValueError(f"pass {name!r} registered twice")
-        PASSES[name] = fn
-        return fn
-
-    return deco
-
-
-# Imported for their @register side effect; the order here is irrelevant.
-from smashc.passes import infer_shapes, normalize, recognize, verify  # noqa: E402, F401
+__all__ = [
+    "ANALYSES",
+    "DEFAULT_PIPELINE",
+    "PASSES",
+    "TRAINING_NEEDS",
+    "TRAINING_PIPELINE",
+    "Pass",
+    "PassFailure",
+    "PassFn",
+    "PipelineResult",
+    "check_order",
+    "register",
+    "resolve",
+    "run_pipeline",
+    "trim",
+]
 
 DEFAULT_PIPELINE: tuple[str, ...] = (
     "verify",
@@ -44,22 +49,19 @@ DEFAULT_PIPELINE: tuple[str, ...] = (
     "verify",
 )
 
+# What the one-shot training backend reads of the IR: the HyperNet-weight graph and the
+# encoding c are built from the shapes, and no block's pattern.
+TRAINING_NEEDS: tuple[str, ...] = ("shapes",)
 
-# The default pipeline without its checks and analyses, for the one-shot training loop:
-# sampled architectures are valid by construction (the tests verify them with the full
-# pipeline), and each step compiles a new one.
-TRAINING_PIPELINE: tuple[str, ...] = (
-    "infer-shapes",
-    "remove-zero-reads",
-    "fold-trivial",
-    "remove-dead-writes",
-    "canonicalize",
-    "cse",
-)
+# The default pipeline cut to what that backend needs (``trim``): sampled architectures are
+# valid by construction (the tests verify them with the full pipeline), and each step
+# compiles a new one.
+TRAINING_PIPELINE: tuple[str, ...] = trim(DEFAULT_PIPELINE, TRAINING_NEEDS)
 
 
 class PassFailure(Exception):
-    """A pass broke the IR's invariants: a bug in that pass, not a user error."""
+    """A pass broke the IR's invariants or its declarations: a bug in that pass, not a user
+    error."""
 
 
 @dataclass
@@ -75,25 +77,24 @@ def run_pipeline(
     verify_each: bool = False,
     after_each: Callable[[str, IRGraph], None] | None = None,
 ) -> PipelineResult:
-    """Runs ``names`` in order; with ``verify_each`` the verifier runs after every pass."""
-    unknown = [n for n in names if n not in PASSES]
-    if unknown:
-        listed = ", ".join(sorted(PASSES))
-        span = Span("<command line>", 1, 1, 1, 1)
-        msg = f"unknown pass '{unknown[0]}' (passes: {listed})"
-        raise SmashError([error("E0102", msg, span)])
+    """Runs ``names`` in order; with ``verify_each`` the verifier runs after every pass.
+
+    Raises SmashError (E0102) before running anything when a name is unknown or a pass's
+    needs are not met (``check_order``); passes raise SmashError for user errors.
+    """
+    passes = resolve(names)
+    check_order(passes, carried_by(ir))
     result = PipelineResult(ir)
     done: list[str] = []
-    for name in names:
+    for name, p in zip(names, passes, strict=True):
         start = time.perf_counter()
         try:
-            out = PASSES[name](result.ir)
+            out = p.fn(result.ir)
         except SmashError:
             raise
         except MissingAnalysis as exc:
-            span = Span("<command line>", 1, 1, 1, 1)
-            msg = f"pass '{name}' needs inferred {exc.what}: run infer-shapes before it"
-            raise SmashError([error("E0102", msg, span)]) from None
+            msg = f"pass '{name}' reads {exc.what} but does not declare needs=({exc.what!r},)"
+            raise PassFailure(msg) from exc
         except Exception as exc:
             after = ", ".join(done) or "nothing"
             raise PassFailure(f"pass '{name}' crashed (after: {after}): {exc!r}") from exc

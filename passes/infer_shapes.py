@@ -8,76 +8,11 @@ at another resolution, a linear layer on a spatial map, an output that is not cl
 
 from __future__ import annotations
 
-from smashc import arch
 from smashc.diagnostics import Diagnostic, SmashError, error
 from smashc.ir.graph import IRGraph
 from smashc.ir.nodes import Add, BankVersion, Concat, Input, OpNode, Output, Shape, Slice
-from smashc.passes import register
-
-
-def _window(size: int, k: int, s: int, p: int, d: int) -> int:
-    return (size + 2 * p - d * (k - 1) - 1) // s + 1
-
-
-def _spatial(op, x: Shape, kernel, stride, padding, dilation, what: str, errs, span) -> tuple:
-    hw = []
-    for axis, size in enumerate((x.height, x.width)):
-        k, s, p, d = kernel[axis], stride[axis], padding[axis], dilation[axis]
-        n = _window(size, k, s, p, d)
-        if n < 1:
-            extent = d * (k - 1) + 1
-            msg = (
-                f"{what} with kernel {k} and dilation {d} spans {extent} px but the input is "
-                f"{size} px with padding {p}"
-            )
-            errs.append(error("E0401", msg, span))
-            return None
-        hw.append(n)
-    return tuple(hw)
-
-
-def _op_shape(op: arch.Op, x: Shape, errs: list[Diagnostic]) -> Shape | None:
-    match op:
-        case arch.Conv():
-            if x.channels % op.groups or op.out % op.groups:
-                msg = f"conv groups={op.groups} does not divide {x.channels} -> {op.out} channels"
-                errs.append(error("E0203", msg, op.span))
-                return None
-            hw = _spatial(
-                op, x, op.kernel, op.stride, op.padding, op.dilation, "conv", errs, op.span
-            )
-            return None if hw is None else Shape(op.out, *hw)
-        case arch.Pool():
-            if any(2 * p > k for p, k in zip(op.padding, op.kernel, strict=True)):
-                msg = f"{op.kind}pool padding {op.padding} exceeds half its kernel {op.kernel}"
-                errs.append(error("E0401", msg, op.span))
-                return None
-            what = f"{op.kind}pool"
-            hw = _spatial(op, x, op.kernel, op.stride, op.padding, (1, 1), what, errs, op.span)
-            return None if hw is None else Shape(x.channels, *hw)
-        case arch.GlobalAvgPool():
-            return Shape(x.channels, 1, 1)
-        case arch.Linear():
-            if (x.height, x.width) != (1, 1):
-                msg = f"linear needs a 1x1 map (use gap first), but gets {x}"
-                errs.append(error("E0402", msg, op.span))
-                return None
-            return Shape(op.out, 1, 1)
-        case arch.ChannelPad():
-            return Shape(op.out, x.height, x.width)
-        case arch.SmashOp():
-            for pos, conv in enumerate(op.convs):
-                if conv is None:
-                    continue
-                cin = op.conv_in(pos)
-                if cin % conv.groups or op.out % conv.groups:
-                    msg = (
-                        f"smash conv c{pos} groups={conv.groups} does not divide {cin} -> {op.out}"
-                    )
-                    errs.append(error("E0203", msg, conv.span))
-                    return None
-            return Shape(op.out, x.height, x.width)
-    return x  # bn and activations keep the shape
+from smashc.ops.registry import of
+from smashc.passes.registry import register
 
 
 def derive_shapes(ir: IRGraph) -> tuple[dict[str, Shape], list[Diagnostic]]:
@@ -111,7 +46,7 @@ def derive_shapes(ir: IRGraph) -> tuple[dict[str, Shape], list[Diagnostic]]:
                     errs.append(error("E0402", msg, p.span))
                 shape = x
             case OpNode():
-                shape = _op_shape(p.op, ins[0], errs)
+                shape = of(p.op).shape(p.op, ins[0], errs)  # the op's registry entry
             case Slice():
                 x = ins[0]
                 shape = Shape(p.stop - p.start, x.height, x.width)
@@ -147,7 +82,7 @@ def derive_shapes(ir: IRGraph) -> tuple[dict[str, Shape], list[Diagnostic]]:
     return shapes, errs
 
 
-@register("infer-shapes")
+@register("infer-shapes", kind="analysis", provides=("shapes",))
 def infer_shapes(ir: IRGraph) -> IRGraph:
     shapes, errs = derive_shapes(ir)
     if errs:

@@ -28,7 +28,7 @@ import networkx as nx
 from smashc import arch
 from smashc.ir.graph import IRGraph, graph_operands
 from smashc.ir.nodes import Add, BankVersion, Concat, OpNode, Output, Slice
-from smashc.passes import register
+from smashc.passes.registry import register
 
 _ZERO_PRESERVING = ("relu", "relu6", "leaky_relu", "identity")
 
@@ -145,7 +145,7 @@ class _CopyOnWrite:
         return adjacency[node]
 
 
-@register("remove-zero-reads")
+@register("remove-zero-reads", needs=("shapes",), keeps=("shapes",))
 def remove_zero_reads(ir: IRGraph) -> IRGraph:
     cow = _CopyOnWrite(ir)
     shapes = dict(ir.shape_map())
@@ -167,7 +167,7 @@ def remove_zero_reads(ir: IRGraph) -> IRGraph:
     return ir if cow.copy is None else ir.with_graph(cow.copy, shapes=shapes)
 
 
-@register("fold-trivial")
+@register("fold-trivial", needs=("shapes",), keeps=("shapes",))
 def fold_trivial(ir: IRGraph) -> IRGraph:
     cow = _CopyOnWrite(ir)
     for n in list(ir.nodes()):
@@ -186,7 +186,7 @@ def fold_trivial(ir: IRGraph) -> IRGraph:
     return ir.with_graph(cow.copy, shapes=_drop_shapes(ir, cow.copy))
 
 
-@register("remove-dead-writes")
+@register("remove-dead-writes", keeps=("shapes",))
 def remove_dead_writes(ir: IRGraph) -> IRGraph:
     out = next(n for n in ir.graph if isinstance(ir.payload(n), Output))
     live, todo, pred = {out}, [out], ir.graph._pred  # the output's ancestors
@@ -208,7 +208,7 @@ def remove_dead_writes(ir: IRGraph) -> IRGraph:
     return ir.with_graph(cow.copy, shapes=_drop_shapes(ir, cow.copy))
 
 
-@register("canonicalize")
+@register("canonicalize", keeps=("shapes",))
 def canonicalize(ir: IRGraph) -> IRGraph:
     cow = _CopyOnWrite(ir)
     for n in ir.graph:
@@ -239,7 +239,7 @@ def _cse_key(ir: IRGraph, g: nx.DiGraph, n: str):
     return (what, tuple(graph_operands(g, n)))
 
 
-@register("cse")
+@register("cse", keeps=("shapes",))
 def cse(ir: IRGraph) -> IRGraph:
     # Nodes of a layer with weights only merge with nodes of the same layer, so every
     # weighted layer keeps its own reads; weight-free layers may merge with each other.

@@ -19,7 +19,7 @@ from networkx.algorithms import isomorphism as iso
 from smashc import arch
 from smashc.ir.graph import IRGraph, Pattern, StageInfo
 from smashc.ir.nodes import BankVersion
-from smashc.passes import register
+from smashc.passes.registry import register
 
 
 def access_graph(ir: IRGraph, block: str) -> nx.DiGraph:
@@ -172,6 +172,6 @@ def recognize_block(ir: IRGraph, info: StageInfo) -> Pattern:
     return Pattern("custom", (("layers", len(info.layers)), ("banks", len(info.banks))))
 
 
-@register("recognize-patterns")
+@register("recognize-patterns", kind="analysis", provides=("patterns",))
 def recognize_patterns(ir: IRGraph) -> IRGraph:
     return ir.replace(patterns={b.name: recognize_block(ir, b) for b in ir.blocks})

@@ -14,7 +14,7 @@ import networkx as nx
 from smashc.diagnostics import NOSPAN, Diagnostic, SmashError, error
 from smashc.ir.graph import IRGraph
 from smashc.ir.nodes import Add, BankVersion, Concat, Input, OpNode, Output, Slice
-from smashc.passes import register
+from smashc.passes.registry import register
 
 # (min, max) operands per payload type.
 _ARITY = {
@@ -76,7 +76,7 @@ def check(ir: IRGraph) -> list[Diagnostic]:
     return out
 
 
-@register("verify")
+@register("verify", kind="check")
 def verify(ir: IRGraph) -> IRGraph:
     problems = check(ir)
     if problems:

@@ -1,1 +1,1 @@
-"""SMASH runtime: HyperNet, training, scoring (filled in by the runtime issue)."""
+"""SMASH runtime: data, the search space, the HyperNet and one-shot model, search, experiments."""

@@ -7,16 +7,15 @@ it meets and keeps the last 1,024 in a cache. Every SMASH step samples a new
 architecture, about 200 kernels' worth for the network's convs, so with that cache they
 are built again step after step, though the shapes recur (about 950 distinct conv
 configurations early in training, 3,200 late, over 2,000 sampled architectures).
-``cache_conv_kernels`` raises the cache to 16,384 entries. ``bench/kernel_cache.py``
+``cache_conv_kernels`` raises the cache to 16,384 entries. ``bench/archive/kernel_cache.py``
 (one process per size, sizes alternating, reference-sized work, steps on architectures
-never run before, as training meets them) on the AVX512-BF16 machine of stop 14, bf16:
+never run before, as training meets them) on a 2-core AVX512-BF16 EPYC, bf16:
 early 0.236 -> 0.196 s per step (after 150 architectures, two rounds), late 0.460 ->
 0.381 s (after 200, two rounds), at 1.6 GB instead of 1.1 GB early and 2.8 instead of
 1.2 late, bounded by the 16,384 entries; fp32, late: 0.592 -> 0.496 s at 4.1 GB instead
-of 1.9 (one round). (On the AVX2 machine of stops 1-12, fp32, it made early steps 14%
-faster and late ones 5-6% slower, so it was left out then; since stop 13 the padded
-HyperNet builds few kernels of its own.) Set ONEDNN_PRIMITIVE_CACHE_CAPACITY yourself to
-choose another trade-off; oneDNN reads it when it builds its first kernel.
+of 1.9 (one round). The padded HyperNet (``runtime/hypernet.py``) builds few kernels of
+its own, so the cache holds mostly the network's. Set ONEDNN_PRIMITIVE_CACHE_CAPACITY
+yourself to choose another trade-off; oneDNN reads it when it builds its first kernel.
 
 A training step allocates and frees hundreds of activation-sized tensors. With glibc's
 defaults the heap's top is returned to the kernel as soon as 128 KiB-256 KiB of it are
@@ -28,8 +27,8 @@ step once the heap has grown to the largest step's size.
 
 Why not mmap at all: the mmap threshold cannot be raised above 32 MiB, and activations
 of the wider reads and transitions (50 x 168 x 32 x 32 floats is 34 MB) are larger than
-that, so with the threshold at its ceiling (the setting of stop 10) a step still faulted
-in 5,000-16,000 pages; without mmap, 4,000-6,600 (``bench/alloc.py``, which alternates
+that, so with the threshold at its ceiling a step still faults in 5,000-16,000 pages;
+without mmap, 4,000-6,600 (``bench/archive/alloc.py``, which alternates
 processes with each setting: late steps 1% faster, early ones unchanged). The price:
 up to 1 GiB freed in one step stays mapped for the next. Setting the trim threshold
 alone is worse than the defaults: it also freezes the mmap threshold at 128 KiB, and

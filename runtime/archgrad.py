@@ -15,10 +15,7 @@ from dataclasses import dataclass, replace
 import torch
 import torch.nn.functional as F  # noqa: N812
 
-from smashc import arch
-from smashc.backends.encoding import EncodingConfig, encode, op_weights
-from smashc.ir import lower
-from smashc.passes import TRAINING_PIPELINE, run_pipeline
+from smashc.compiler import EncodingConfig, arch, encode_network, op_weights
 from smashc.runtime.oneshot import Compiled, OneShot
 from smashc.runtime.sampler import SearchSpace
 
@@ -119,8 +116,8 @@ def apply(net: arch.Network, change: Change) -> arch.Network:
 
 
 def encode_arch(net: arch.Network, cfg: EncodingConfig) -> torch.Tensor:
-    """c of a network (the training pipeline, as ``oneshot.compile_arch`` runs it)."""
-    return encode(run_pipeline(lower(net), TRAINING_PIPELINE).ir, cfg).tensor
+    """c of a network, compiled as for the one-shot model (``compiler.encode_network``)."""
+    return encode_network(net, cfg).tensor
 
 
 def encoding_gradient(

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from smashc.backends.encoding import EncodingConfig
+from smashc.compiler import EncodingConfig
 
 MODES = ("redraw", "shuffle")
 CONV_FIELDS = ("dilation_h", "dilation_w", "kernel_h", "kernel_w", "groups")

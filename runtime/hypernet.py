@@ -7,13 +7,13 @@ by 3x3 convs that halve the channel count, and a final 1x1 conv to
 ``unit * slice_width`` channels: at each (row, slice) of c, one unit-out x slice-in block
 of generated 1x1 weights (``encoding.op_weights`` cuts each op's matrix out of it).
 
-Its forward and backward take 8-17% of a SMASH step (``bench/hypernet.py``: 65 ms for
+Its forward and backward take 8-17% of a SMASH step (``bench/archive/hypernet.py``: 65 ms for
 early architectures, 86 ms for late ones). Each feature's LeakyReLU is computed once,
 when the feature is made, and each dense layer reads the concatenation of the activated
 features: LeakyReLU(cat(x, y)) = cat(LeakyReLU(x), LeakyReLU(y)), so this is the
 reference's "activate the whole concatenation before each conv" without redoing the
 earlier layers' activations at every layer. Same function; only 1-2% faster
-(``bench/hypernet.py``), as the features are small (batch 1, 8 rows). Channels-last
+(``bench/archive/hypernet.py``), as the features are small (batch 1, 8 rows). Channels-last
 convs, or channels-last for the input gradient alone, were slower: the layout
 conversions and channels-last concatenations cost more than the convs gain. So was an
 input gradient computed as the forward conv of the output gradient with flipped filters
@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
-from smashc.backends.encoding import EncodingConfig
+from smashc.compiler import EncodingConfig
 from smashc.runtime.rules import count, counts, number, setting
 
 # The HyperNet runs on c padded to a multiple of this many slices. A conv library builds

@@ -36,7 +36,7 @@ def smash_optimizer(model: OneShot, t: SmashTraining) -> torch.optim.Adam:
 
     Fused: one kernel over every parameter instead of some ten ops per tensor, the same
     update; 0.7 ms per step instead of 2.7 for the reference-sized model's 66 tensors on
-    2 cores (``bench/optim.py``).
+    2 cores (``bench/archive/optim.py``).
     """
     device = next(model.parameters()).device
     return torch.optim.Adam(

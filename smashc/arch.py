@@ -125,29 +125,9 @@ class Sum:
     span: Span = _span()
 
 
+# The built-in ops. Ops registered elsewhere (smashc.ops) bring their own payload class; what
+# every stage knows about an op, its kind name included, comes from its registry entry.
 Op = Conv | BatchNorm | Act | Pool | GlobalAvgPool | Linear | ChannelPad | SmashOp | Sum
-
-
-def op_kind(op: Op) -> str:
-    """Short name of an op's kind, used in node names (``conv``, ``bn``, ``relu``, ``avgpool``)."""
-    if isinstance(op, Act):
-        return op.kind
-    if isinstance(op, Pool):
-        return f"{op.kind}pool"
-    return {
-        Conv: "conv",
-        BatchNorm: "bn",
-        GlobalAvgPool: "gap",
-        Linear: "linear",
-        ChannelPad: "chanpad",
-        SmashOp: "smash",
-        Sum: "sum",
-    }[type(op)]
-
-
-def op_name(prefix: str, index: int, op: Op) -> str:
-    """Name of the ``index``-th op of a sequence named ``prefix`` (IR node ids use it too)."""
-    return f"{prefix}.{index}{op_kind(op)}"
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,8 @@
 Counting rules: conv and linear weights (+ bias), BN affine weight and bias (running
 statistics are buffers, not parameters); a SMASH op counts its 1x1 bottleneck conv and
 its active grid convs as free weights. MACs are conv and linear multiply-accumulates at
-the declared input size (BN, activations, pooling and adds are not counted).
+the declared input size (BN, activations, pooling and adds are not counted). Each op's
+count is its registry entry's ``cost`` (smashc.ops).
 """
 
 from __future__ import annotations
@@ -13,32 +14,12 @@ from dataclasses import dataclass
 from smashc import arch
 from smashc.ir.graph import IRGraph
 from smashc.ir.nodes import OpNode, Shape
-
-
-def _conv_cost(cin: int, cout: int, k: tuple[int, int], groups: int, out: Shape) -> tuple[int, int]:
-    weights = cout * (cin // groups) * k[0] * k[1]
-    return weights, weights * out.height * out.width
+from smashc.ops.registry import of
 
 
 def op_cost(op: arch.Op, x: Shape, y: Shape) -> tuple[int, int]:
     """(parameters, MACs) of one op with input shape ``x`` and output shape ``y``."""
-    match op:
-        case arch.Conv():
-            p, m = _conv_cost(x.channels, op.out, op.kernel, op.groups, y)
-            return p + (op.out if op.bias else 0), m
-        case arch.BatchNorm():
-            return 2 * x.channels, 0
-        case arch.Linear():
-            p = x.channels * op.out
-            return p + (op.out if op.bias else 0), p
-        case arch.SmashOp():
-            params, macs = _conv_cost(x.channels, op.bottleneck, (1, 1), 1, y)
-            for pos, c in enumerate(op.convs):
-                if c is not None:
-                    p, m = _conv_cost(op.conv_in(pos), op.out, c.kernel, c.groups, y)
-                    params, macs = params + p, macs + m
-            return params, macs
-    return 0, 0
+    return of(op).cost(op, x, y)
 
 
 @dataclass(frozen=True)

@@ -21,20 +21,21 @@ from pathlib import Path
 import pytest
 import torch
 from torch import fx
+from torch.fx.passes.shape_prop import ShapeProp
 
 from smashc import arch
 from smashc.backends.encoding import Encoding, EncodingConfig
-from smashc.backends.fx import py_name
+from smashc.backends.fx import py_name, to_fx
 from smashc.backends.hyperfx import SharedWeights
+from smashc.backends.interpreter import WeightStore, run_network
 from smashc.compiler import to_text
 from smashc.frontend.expand import expand
 from smashc.frontend.loader import load_file
 from smashc.ir import lower
 from smashc.ir.graph import IRGraph
-from smashc.ir.nodes import OpNode
+from smashc.ir.nodes import Add, BankVersion, Concat, OpNode, Slice
 from smashc.passes import run_pipeline
 from smashc.pipeline import compile_file, compile_text
-from smashc.runtime.interpreter import WeightStore
 from smashc.runtime.sampler import Sampler, SearchSpace
 
 
@@ -285,36 +286,72 @@ def oracle_store(ir: IRGraph, seed: int) -> WeightStore:
 def load_store_into_fx(gm: fx.GraphModule, ir: IRGraph, store: WeightStore) -> None:
     """Copies the oracle's weights (``store.get(id, op, cin)``) into ``gm``'s submodules.
 
-    conv/bn/linear: submodule ``py_name(id)``; smash: ``{py_name(id)}_w1x1`` and
-    ``{py_name(id)}_c{pos}``. Every weighted submodule of ``gm`` must receive a value.
+    A weight ``key`` of op ``id`` goes to attribute ``key`` of submodule ``py_name(id)``
+    (conv, bn, linear: weight, bias, running statistics), else to the weight of submodule
+    ``{py_name(id)}_{key}`` (smash: w1x1, c0..c3). Every weighted submodule of ``gm`` must
+    receive a value, and a submodule's bias exactly when the oracle has one.
     """
     filled: set[str] = set()
     for node, op, cin in op_nodes(ir):
         w = store.get(node, op, cin)
         name = py_name(node)
-        match op:
-            case arch.Conv() | arch.Linear():
-                mod = gm.get_submodule(name)
-                _copy(mod.weight, w["weight"])
-                if "bias" in w:
-                    _copy(mod.bias, w["bias"])
-                else:
-                    assert mod.bias is None
+        own = getattr(gm, name, None)
+        if own is not None and "bias" in dict(own.named_parameters(recurse=False)):
+            assert "bias" in w, f"{name} has a bias the oracle lacks"
+        for key, value in w.items():
+            if own is not None and hasattr(own, key):
+                _copy(getattr(own, key), value)
                 filled.add(name)
-            case arch.BatchNorm():
-                mod = gm.get_submodule(name)
-                for key in ("weight", "bias", "running_mean", "running_var"):
-                    _copy(getattr(mod, key), w[key])
-                filled.add(name)
-            case arch.SmashOp():
-                _copy(gm.get_submodule(f"{name}_w1x1").weight, w["w1x1"])
-                filled.add(f"{name}_w1x1")
-                for pos, c in enumerate(op.convs):
-                    if c is not None:
-                        _copy(gm.get_submodule(f"{name}_c{pos}").weight, w[f"c{pos}"])
-                        filled.add(f"{name}_c{pos}")
+            else:
+                _copy(gm.get_submodule(f"{name}_{key}").weight, value)
+                filled.add(f"{name}_{key}")
     weighted = {n for n, m in gm.named_children() if any(True for _ in m.parameters())}
     assert weighted == filled, f"submodules without oracle weights: {sorted(weighted - filled)}"
+
+
+def _named_ir_nodes(ir: IRGraph) -> list[str]:
+    """IR nodes the free-weights backend must emit as an fx node of the same (py_)name."""
+    out = []
+    for n in ir.nodes():
+        p = ir.payload(n)
+        if isinstance(p, OpNode):
+            if isinstance(p.op, arch.SmashOp):
+                continue  # emitted as {name}_w1x1, {name}_c0, ... {name}_sum
+            if isinstance(p.op, arch.Act) and p.op.kind == "identity":
+                continue  # no node: the operand itself
+            out.append(n)
+        elif isinstance(p, Concat | Slice):
+            out.append(n)
+        elif isinstance(p, Add | BankVersion) and len(ir.operands(n)) != 1:
+            out.append(n)
+    return out
+
+
+def check_fx_against_oracle(
+    ir: IRGraph, net: arch.Network, seed: int, shapes: bool = True
+) -> fx.GraphModule:
+    """Free-weights module with the oracle's weights == oracle; with ``shapes``, ShapeProp
+    shapes of the nodes named after IR nodes == the IR's inferred shapes."""
+    gm = to_fx(ir).double().eval()
+    gm.graph.lint()
+    store = oracle_store(ir, seed)
+    load_store_into_fx(gm, ir, store)
+    x = oracle_input(ir, seed)
+    with torch.no_grad():
+        y = ShapeProp(gm).propagate(x) if shapes else gm(x)
+        expected = run_network(net, x, store)
+    assert y.shape == (2, ir.classes)
+    assert torch.allclose(y, expected), (y - expected).abs().max()
+    # the output depends on the input (a constant network would agree trivially)
+    assert not torch.allclose(y[0], y[1])
+    if shapes:
+        nodes = {n.name: n for n in gm.graph.nodes}
+        for n in _named_ir_nodes(ir):
+            node = nodes.get(py_name(n))
+            assert node is not None, f"no fx node named {py_name(n)} for IR node {n}"
+            s = ir.shape(n)
+            assert shape_of(node.meta["tensor_meta"]) == (s.channels, s.height, s.width), n
+    return gm
 
 
 def randomise_shared(shared: SharedWeights, seed: int = 0) -> SharedWeights:

@@ -50,6 +50,7 @@ from smashc.cli import main
 from smashc.diagnostics import SmashError
 from smashc.ir import lower
 from smashc.ir.query import same_architecture
+from smashc.ops import op_name
 from smashc.passes import run_pipeline
 from smashc.pipeline import compile_file, compile_text
 from smashc.runtime.sampler import Sampler
@@ -244,7 +245,7 @@ def test_op_weights_slots_follow_layers():
     assert len(enc.slots) == len(layers)
     for slot, lay in zip(enc.slots, layers, strict=True):
         op = lay.ops[0]
-        assert slot.node == arch.op_name(lay.name, 0, op)
+        assert slot.node == op_name(lay.name, 0, op)
         assert slot.bottleneck == op.bottleneck
         assert slot.rows == op.bottleneck // s.config.unit
         b = next(i for i, blk in enumerate(s.net.blocks) if lay in blk.layers)

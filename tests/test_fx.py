@@ -1,4 +1,4 @@
-"""The torch.fx backends against the memory-bank oracle (runtime.interpreter.run_network).
+"""The torch.fx backends against the memory-bank oracle (smashc.backends.interpreter.run_network).
 
 Free weights (``to_fx``): the module's parameters are copied from a WeightStore and its
 output must equal the oracle's, for every example and 200 sampled SMASH-space nets.
@@ -18,84 +18,35 @@ from smash_space import (
     CASES,
     CORNERS,
     case_id,
+    check_fx_against_oracle,
     encoding_config,
     example_files,
     example_ir,
     example_net,
     hyper_store,
     is_smash_space,
-    load_store_into_fx,
     one_thread,  # noqa: F401 (autouse)
     oracle_input,
-    oracle_store,
     random_hypernet_output,
     randomise_shared,
     sampled,
-    shape_of,
     source_block_names,
     source_layer_names,
 )
-from torch.fx.passes.shape_prop import ShapeProp
 
 from smashc import arch
 from smashc.backends.encoding import encode, op_weights
 from smashc.backends.fx import py_name, to_fx
 from smashc.backends.hyperfx import SharedWeights, to_fx_hyper
+from smashc.backends.interpreter import run_network
 from smashc.frontend.expand import expand
 from smashc.frontend.loader import load_text
 from smashc.ir import dump
-from smashc.ir.graph import IRGraph
-from smashc.ir.nodes import Add, BankVersion, Concat, OpNode, Slice
+from smashc.ir.nodes import OpNode
 from smashc.pipeline import compile_text
-from smashc.runtime.interpreter import run_network
 
 EXAMPLES = example_files()
 SMASH_EXAMPLES = [p for p in EXAMPLES if p.name.startswith("smash_")]
-
-
-def _named_ir_nodes(ir: IRGraph) -> list[str]:
-    """IR nodes the free-weights backend must emit as an fx node of the same (py_)name."""
-    out = []
-    for n in ir.nodes():
-        p = ir.payload(n)
-        if isinstance(p, OpNode):
-            if isinstance(p.op, arch.SmashOp):
-                continue  # emitted as {name}_w1x1, {name}_c0, ... {name}_sum
-            if isinstance(p.op, arch.Act) and p.op.kind == "identity":
-                continue  # no node: the operand itself
-            out.append(n)
-        elif isinstance(p, Concat | Slice):
-            out.append(n)
-        elif isinstance(p, Add | BankVersion) and len(ir.operands(n)) != 1:
-            out.append(n)
-    return out
-
-
-def _check_fx_against_oracle(
-    ir: IRGraph, net: arch.Network, seed: int, shapes: bool = True
-) -> torch.fx.GraphModule:
-    """Free-weights module with the oracle's weights == oracle; with ``shapes``, ShapeProp
-    shapes of the nodes named after IR nodes == the IR's inferred shapes."""
-    gm = to_fx(ir).double().eval()
-    gm.graph.lint()
-    store = oracle_store(ir, seed)
-    load_store_into_fx(gm, ir, store)
-    x = oracle_input(ir, seed)
-    with torch.no_grad():
-        y = ShapeProp(gm).propagate(x) if shapes else gm(x)
-        expected = run_network(net, x, store)
-    assert y.shape == (2, ir.classes)
-    assert torch.allclose(y, expected), (y - expected).abs().max()
-    # the output depends on the input (a constant network would agree trivially)
-    assert not torch.allclose(y[0], y[1])
-    if shapes:
-        nodes = {n.name: n for n in gm.graph.nodes}
-        for n in _named_ir_nodes(ir):
-            node = nodes.get(py_name(n))
-            assert node is not None, f"no fx node named {py_name(n)} for IR node {n}"
-            s = ir.shape(n)
-            assert shape_of(node.meta["tensor_meta"]) == (s.channels, s.height, s.width), n
-    return gm
 
 
 # --- examples -------------------------------------------------------------------------------
@@ -103,7 +54,7 @@ def _check_fx_against_oracle(
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.stem)
 def test_example_matches_oracle(path):
-    _check_fx_against_oracle(example_ir(path), example_net(path), seed=1)
+    check_fx_against_oracle(example_ir(path), example_net(path), seed=1)
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.stem)
@@ -144,7 +95,7 @@ def test_corner_cases_match_oracle():
     ir = compile_text(CORNERS)
     net = expand(load_text(CORNERS))
     assert {lay.name for b in net.blocks for lay in b.layers} >= {"unsorted", "dead", "over"}
-    gm = _check_fx_against_oracle(ir, net, seed=5)
+    gm = check_fx_against_oracle(ir, net, seed=5)
     for name in ("unsorted", "grid", "wrap", "fresh", "over", "l0"):
         assert name in gm.code, name
 
@@ -179,7 +130,7 @@ def test_flat_values_after_linear(name):
     stem, body, head = FLAT_CASES[name]
     text = FLAT.replace("STEM", stem).replace("BODY", body).replace("HEAD", head)
     ir = compile_text(text)  # the front end and the passes accept it
-    _check_fx_against_oracle(ir, expand(load_text(text)), seed=0)
+    check_fx_against_oracle(ir, expand(load_text(text)), seed=0)
 
 
 def test_flat_values_that_work():
@@ -192,7 +143,7 @@ def test_flat_values_that_work():
         "gap -> linear(out=6) -> smash(out=8, bottleneck=8, c0=conv(kernel=1)) -> linear(out=5)",
     ):
         text = FLAT.replace("STEM", "conv(out=4)").replace("BODY", "").replace("HEAD", head)
-        _check_fx_against_oracle(compile_text(text), expand(load_text(text)), seed=0)
+        check_fx_against_oracle(compile_text(text), expand(load_text(text)), seed=0)
 
 
 def test_layer_names_that_collide_after_py_name():
@@ -214,7 +165,7 @@ def test_layer_names_that_collide_after_py_name():
 @pytest.mark.parametrize("case", CASES, ids=case_id)
 def test_sampled_fx_matches_oracle(case):
     s = sampled(*case)
-    gm = _check_fx_against_oracle(s.ir, s.net, seed=case[0], shapes=case[0] % 4 == 0)
+    gm = check_fx_against_oracle(s.ir, s.net, seed=case[0], shapes=case[0] % 4 == 0)
     for b in s.net.blocks:
         for layer in b.layers:
             assert py_name(layer.name) in gm.code

@@ -45,9 +45,9 @@ from smashc.backends.encoding import encode, op_weights
 from smashc.backends.fx import to_fx
 from smashc.backends.fxrun import GraphRunner
 from smashc.backends.hyperfx import SharedWeights, hyper_graph
+from smashc.backends.interpreter import run_network
 from smashc.runtime import precision
 from smashc.runtime.hypernet import HyperNetConfig
-from smashc.runtime.interpreter import run_network
 from smashc.runtime.oneshot import OneShot
 from smashc.runtime.presets import PRESETS
 from smashc.runtime.sampler import Sampler

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from smashc import arch
+from smashc.backends.interpreter import WeightStore, run_ir, run_network
 from smashc.cli import main
 from smashc.diagnostics import SmashError
 from smashc.frontend.expand import expand
@@ -19,9 +20,21 @@ from smashc.frontend.loader import load_file, load_text
 from smashc.ir import IRGraph, dump, lower
 from smashc.ir.nodes import Add, BankVersion, Concat, OpNode, Slice
 from smashc.ir.query import layer_accesses
-from smashc.passes import DEFAULT_PIPELINE, PASSES, PassFailure, run_pipeline, verify
+from smashc.passes import (
+    DEFAULT_PIPELINE,
+    PASSES,
+    TRAINING_NEEDS,
+    TRAINING_PIPELINE,
+    Pass,
+    PassFailure,
+    check_order,
+    register,
+    resolve,
+    run_pipeline,
+    trim,
+    verify,
+)
 from smashc.pipeline import compile_program
-from smashc.runtime.interpreter import WeightStore, run_ir, run_network
 
 NORMALISATION = ("remove-zero-reads", "fold-trivial", "remove-dead-writes", "canonicalize", "cse")
 
@@ -592,7 +605,7 @@ def test_verify_each_names_the_breaking_pass(monkeypatch):
         g.add_edge("output", "input", index=0, kind="data")
         return ir.with_graph(g)
 
-    monkeypatch.setitem(PASSES, "break-it", breaks)
+    monkeypatch.setitem(PASSES, "break-it", Pass("break-it", breaks))
     ir = lower(net_of(FOLD))
     run_pipeline(ir, ("verify", "break-it"))  # unnoticed without the verifier
     with pytest.raises(PassFailure, match=r"IR invalid after pass 'break-it' \(after: verify\)"):
@@ -605,6 +618,162 @@ def test_pipeline_timings_and_after_each():
     assert seen == list(DEFAULT_PIPELINE)
     assert [n for n, _ in res.timings] == list(DEFAULT_PIPELINE)
     assert all(t >= 0 for _, t in res.timings)
+
+
+def test_pass_needing_an_analysis_is_refused_before_anything_runs():
+    seen: list[str] = []
+    with pytest.raises(SmashError) as info:
+        run_pipeline(lower(net_of(FOLD)), ("verify", "cse", "fold-trivial"), after_each=seen.append)
+    (d,) = info.value.diagnostics
+    assert (d.code, str(d.span)) == ("E0102", "<command line>:1:1")
+    assert d.message == "pass 'fold-trivial' needs inferred shapes: run infer-shapes before it"
+    assert seen == []
+
+
+def test_analyses_the_input_carries_meet_needs():
+    ir = shaped(net_of(FOLD))
+    assert run_pipeline(ir, ("fold-trivial",)).ir is not ir
+    with pytest.raises(SmashError):
+        run_pipeline(lower(net_of(FOLD)), ("fold-trivial",))
+
+
+def test_order_check_is_cached_per_pipeline():
+    passes = resolve(TRAINING_PIPELINE)
+    check_order.cache_clear()
+    run_pipeline(lower(net_of(FOLD)), TRAINING_PIPELINE)
+    run_pipeline(lower(net_of(FOLD)), list(TRAINING_PIPELINE))
+    assert check_order.cache_info().misses == 1 and check_order.cache_info().hits == 1
+    assert check_order.cache_parameters()["maxsize"] is not None
+    check_order(passes)  # an IR without analyses: the first pass provides what the rest need
+
+
+# --- declarations ---------------------------------------------------------------------------------
+
+
+def test_training_pipeline_is_the_default_pipeline_trimmed():
+    assert TRAINING_NEEDS == ("shapes",)
+    assert TRAINING_PIPELINE == trim(DEFAULT_PIPELINE, TRAINING_NEEDS)
+    assert TRAINING_PIPELINE == (
+        "infer-shapes",
+        "remove-zero-reads",
+        "fold-trivial",
+        "remove-dead-writes",
+        "canonicalize",
+        "cse",
+    )
+    check_order(resolve(TRAINING_PIPELINE))
+
+
+def test_trim_follows_its_three_rules():
+    """docs/ir.md: trim drops checks, analyses whose results are still valid, and analyses
+    whose results nothing after them needs; rewrites always stay."""
+    assert trim(("verify", "canonicalize", "verify"), ()) == ("canonicalize",)
+    # still valid: every normalisation pass keeps shapes
+    assert trim(("infer-shapes", "cse", "infer-shapes"), ("shapes",)) == ("infer-shapes", "cse")
+    # not needed: by the backend, or by a later pass
+    assert trim(("infer-shapes", "cse", "recognize-patterns"), ("shapes",)) == (
+        "infer-shapes",
+        "cse",
+    )
+    assert trim(("infer-shapes", "canonicalize"), ()) == ("canonicalize",)
+    assert trim(("infer-shapes", "fold-trivial"), ()) == ("infer-shapes", "fold-trivial")
+    # a backend that reads patterns keeps the recognition after the last rewrite
+    both = trim(DEFAULT_PIPELINE, ("shapes", "patterns"))
+    assert both == (*TRAINING_PIPELINE, "recognize-patterns")
+    # recognition before a rewrite is invalidated by it, so it is no use to the backend
+    assert trim(("recognize-patterns", "cse"), ("patterns",)) == ("cse",)
+
+
+def test_declared_kinds_and_invalidations():
+    kinds = {name: p.kind for name, p in PASSES.items()}
+    assert kinds["verify"] == "check"
+    assert kinds["infer-shapes"] == kinds["recognize-patterns"] == "analysis"
+    assert all(kinds[n] == "rewrite" for n in NORMALISATION)
+    for name in NORMALISATION:  # each updates the shapes of what it changes
+        assert PASSES[name].invalidates == ("patterns",)
+    assert {n for n, p in PASSES.items() if p.needs} == {"remove-zero-reads", "fold-trivial"}
+
+
+@pytest.mark.parametrize("name", sorted(PASSES))
+def test_declarations_hold(name):
+    """A pass runs without the analyses it does not declare it needs, a check or analysis
+    leaves the graph alone, an analysis sets what it provides, and what a rewrite keeps is
+    still right (verify re-derives the shapes)."""
+    p = PASSES[name]
+    for src in CASES.values():
+        bare = lower(net_of(src))
+        if not p.needs:
+            p(bare)  # no MissingAnalysis
+        ir = shaped(net_of(src))
+        out = p(ir)
+        if p.kind != "rewrite":
+            assert out.graph is ir.graph
+        for a in p.provides:
+            assert getattr(out, a) is not None
+        if "shapes" in p.keeps:
+            assert out.shapes is not None and verify.check(out) == []
+
+
+# --- an example pass, registered by the test ------------------------------------------------------
+
+
+@pytest.fixture
+def example_passes():
+    """Registers ``widest-map`` (a tiny pass that needs shapes and counts its calls) and
+    ``forget-shapes`` (a rewrite that keeps nothing); removes both afterwards."""
+    calls: list[int] = []
+
+    @register("widest-map", kind="check", needs=("shapes",))
+    def widest_map(ir: IRGraph) -> IRGraph:
+        calls.append(max(s.channels for s in ir.shape_map().values()))
+        return ir
+
+    @register("forget-shapes")
+    def forget_shapes(ir: IRGraph) -> IRGraph:
+        return ir.with_graph(ir.copy_graph(), shapes=None)
+
+    yield calls
+    del PASSES["widest-map"], PASSES["forget-shapes"]
+
+
+def test_example_pass_runs_in_a_pipeline(example_passes):
+    res = run_pipeline(lower(net_of(FOLD)), ("verify", "infer-shapes", "widest-map", "cse"))
+    assert example_passes == [16]  # the conv(out=16) of layer 1
+    assert [n for n, _ in res.timings] == ["verify", "infer-shapes", "widest-map", "cse"]
+    assert PASSES["forget-shapes"].invalidates == ("shapes", "patterns")
+
+
+def test_example_pass_with_unmet_need_is_refused(example_passes):
+    seen: list[str] = []
+    for names, message in (
+        (
+            ("verify", "widest-map"),
+            "pass 'widest-map' needs inferred shapes: run infer-shapes before it",
+        ),
+        (
+            ("infer-shapes", "forget-shapes", "widest-map"),
+            "pass 'widest-map' needs inferred shapes, which 'forget-shapes' before it does not "
+            "keep: run infer-shapes after 'forget-shapes'",
+        ),
+    ):
+        with pytest.raises(SmashError) as info:
+            run_pipeline(lower(net_of(FOLD)), names, after_each=lambda n, ir: seen.append(n))
+        assert [d.message for d in info.value.diagnostics] == [message]
+    assert seen == [] and example_passes == []
+    run_pipeline(
+        lower(net_of(FOLD)), ("infer-shapes", "forget-shapes", "infer-shapes", "widest-map")
+    )
+    assert example_passes == [16]  # the conv(out=16) of layer 1
+
+
+def test_register_rejects_bad_declarations():
+    with pytest.raises(ValueError, match="registered twice"):
+        register("cse")(lambda ir: ir)
+    with pytest.raises(ValueError, match="unknown analyses"):
+        Pass("x", lambda ir: ir, needs=("liveness",))
+    with pytest.raises(ValueError, match="provides nothing"):
+        Pass("x", lambda ir: ir, kind="analysis")
+    assert "x" not in PASSES
 
 
 # --- CLI flags ------------------------------------------------------------------------------------
@@ -688,5 +857,16 @@ def test_cli_shape_error_is_located(capsys, tmp_path):
 
 
 def test_cli_pass_without_its_precondition(capsys, smash_file):
-    code, out, err = run_cli(capsys, "compile", str(smash_file), "--passes", "fold-trivial")
-    assert code == 1 and "infer-shapes" in err
+    code, out, err = run_cli(
+        capsys,
+        "compile",
+        str(smash_file),
+        "--passes",
+        "verify,fold-trivial",
+        "--print-ir-after-all",
+    )
+    assert code == 1 and out == ""  # refused before verify ran
+    assert err == (
+        "<command line>:1:1: error[E0102]: pass 'fold-trivial' needs inferred shapes: "
+        "run infer-shapes before it\n"
+    )

@@ -8,12 +8,12 @@ from pathlib import Path
 import pytest
 import torch
 
+from smashc.backends.interpreter import WeightStore, run_ir, run_network
 from smashc.frontend.expand import expand
 from smashc.frontend.loader import load_file, load_text
 from smashc.ir import Pattern, lower
 from smashc.passes import DEFAULT_PIPELINE, run_pipeline
 from smashc.passes.recognize import access_graph
-from smashc.runtime.interpreter import WeightStore, run_ir, run_network
 
 UNNORMALISED = ("verify", "recognize-patterns")
 

@@ -20,6 +20,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from smashc import arch, report
 from smashc.frontend.expand import expand
 from smashc.frontend.loader import load_file, load_text
+from smashc.ops import op_name
 from smashc.pipeline import compile_file, compile_text
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -333,7 +334,7 @@ def test_smash_network_counts():
 
 def test_smash_network_module_is_the_network():
     """The hand module computes what the memory-bank oracle computes (same weights)."""
-    from smashc.runtime.interpreter import WeightStore, run_network
+    from smashc.backends.interpreter import WeightStore, run_network
 
     net = expand(load_text(SMASH_NET))
     m = SmashNet().double()
@@ -519,7 +520,7 @@ def test_smash_c_module_is_the_example():
     """The hand module computes what the memory-bank oracle computes (same weights, 8x8)."""
     import dataclasses
 
-    from smashc.runtime.interpreter import WeightStore, run_network
+    from smashc.backends.interpreter import WeightStore, run_network
 
     net = expand(load_file(example("smash_c")))
     net = dataclasses.replace(net, input=(3, 8, 8))
@@ -587,7 +588,7 @@ class ArchModule(nn.Module):
 
     def _build(self, ops, c: int, prefix: str) -> int:
         for i, op in enumerate(ops):
-            name = self._key(arch.op_name(prefix, i, op))
+            name = self._key(op_name(prefix, i, op))
             match op:
                 case arch.Conv():
                     self.mods[name] = nn.Conv2d(
@@ -630,7 +631,7 @@ class ArchModule(nn.Module):
 
     def _run(self, ops, x, prefix: str):
         for i, op in enumerate(ops):
-            name = self._key(arch.op_name(prefix, i, op))
+            name = self._key(op_name(prefix, i, op))
             match op:
                 case arch.Sum():
                     outs = [

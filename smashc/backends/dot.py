@@ -18,32 +18,17 @@ from smashc.frontend.flatten import op_call
 from smashc.frontend.printer import op_text
 from smashc.ir.graph import IRGraph, StageInfo
 from smashc.ir.nodes import Add, BankVersion, Concat, Input, OpNode, Output, Slice
+from smashc.ops.registry import of
 
 _READ, _WRITE, _LANE = "#1f77b4", "#d62728", "#bbbbbb"
 _LARGE = 300  # IR nodes from which the dataflow view trades layout quality for time
 
 
 def op_label(op: arch.Op) -> str:
-    """Short label: op kind with kernel, dilation, groups and output channels where they apply."""
-    match op:
-        case arch.Conv():
-            parts = [f"conv {op.kernel[0]}x{op.kernel[1]}"]
-            if op.stride != (1, 1):
-                parts.append(f"s{op.stride[0]}")
-            if op.dilation != (1, 1):
-                parts.append(f"d{op.dilation[0]}x{op.dilation[1]}")
-            if op.groups != 1:
-                parts.append(f"g{op.groups}")
-            return " ".join(parts) + f" → {op.out}"
-        case arch.SmashOp():
-            lines = [f"smash 1x1 → {op.bottleneck} → {op.out}"]
-            for pos, c in enumerate(op.convs):
-                if c is not None:
-                    extra = f" d{c.dilation[0]}x{c.dilation[1]}" if c.dilation != (1, 1) else ""
-                    extra += f" g{c.groups}" if c.groups != 1 else ""
-                    lines.append(f"c{pos}: {c.kernel[0]}x{c.kernel[1]}{extra}")
-            return "\\n".join(lines)
-    return op_text(op_call(op))
+    """Short label: the op entry's own (conv and smash: kernel, dilation, groups, channels),
+    else its .smash text."""
+    label = of(op).label
+    return label(op) if label is not None else op_text(op_call(op))
 
 
 def _stage_label(ir: IRGraph, st: StageInfo) -> str:

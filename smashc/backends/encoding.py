@@ -28,6 +28,7 @@ from smashc.diagnostics import DiagnosticBag, Span
 from smashc.ir.graph import IRGraph
 from smashc.ir.nodes import OpNode
 from smashc.ir.query import LayerAccess, layer_accesses
+from smashc.ops.registry import op_kind
 
 
 @dataclass(frozen=True)
@@ -210,7 +211,7 @@ class _Encoder:
                 t += 1
         for st in ir.stages:
             if st.kind != "block" and self.stage_ops(st.name) != expected[st.name]:
-                shown = " -> ".join(arch.op_kind(o) for o in expected[st.name])
+                shown = " -> ".join(op_kind(o) for o in expected[st.name])
                 self.no(
                     f"this {st.kind}: the SMASH space's {st.kind} is {shown} "
                     "(with its fixed sizes)",
@@ -220,7 +221,7 @@ class _Encoder:
     def op(self, layer: LayerAccess, span: Span) -> arch.SmashOp | None:
         cfg = self.cfg
         if len(layer.ops) != 1 or not isinstance(layer.ops[0], arch.SmashOp):
-            kinds = " -> ".join(arch.op_kind(o) for o in layer.ops) or "nothing"
+            kinds = " -> ".join(op_kind(o) for o in layer.ops) or "nothing"
             self.no(f"layer '{layer.name}' ({kinds}): SMASH-space layers are one smash op", span)
             return None
         op = layer.ops[0]

@@ -1,8 +1,9 @@
 """torch.fx backend (free weights): an fx.Graph built directly from the IR, no tracing.
 
 Every op owns ordinary parameters (``nn.Conv2d``, ``nn.BatchNorm2d``, ``nn.Linear``); weight-free
-ops are plain function calls. Node and module names are the IR node ids with ``.`` turned
-into ``_``, so ``gm.code`` reads like the .smash source (``stage1_l0_0conv``).
+ops are plain function calls. Each op is emitted by its registry entry's ``fx`` function,
+through the ``Emitter`` methods of the builder. Node and module names are the IR node ids
+with ``.`` turned into ``_``, so ``gm.code`` reads like the .smash source (``stage1_l0_0conv``).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from torch import fx, nn
 from smashc import arch
 from smashc.ir.graph import IRGraph
 from smashc.ir.nodes import Add, BankVersion, Concat, Input, OpNode, Output, Slice
+from smashc.ops.registry import of
 
 
 @functools.lru_cache(maxsize=1 << 16)  # sampled networks reuse the same few hundred ids
@@ -75,6 +77,7 @@ class _Builder:
         self.root = nn.Module()
         self.graph = fx.Graph()
         self.flat: set[fx.Node] = set()  # (N, C) values: only a linear feeding the output
+        self.feeds_output = False  # whether the op being emitted is the network output
         self.x: fx.Node | None = None
         self.names: set[str] = {"x"}
 
@@ -89,60 +92,26 @@ class _Builder:
         self.names.add(out)
         return out
 
+    # --- the Emitter interface that registry entries lower through (smashc.ops.registry)
     def module(self, name: str, mod: nn.Module, x: fx.Node) -> fx.Node:
         name = self.unique(name)
         self.root.add_module(name, mod)
         return self.node("call_module", name, [x], name)
 
+    def call(self, fn, args: list, name: str) -> fx.Node:
+        return self.node("call_function", fn, args, name)
+
+    def method(self, method: str, args: list, name: str) -> fx.Node:
+        return self.node("call_method", method, args, name)
+
     def act(self, kind: str, slope: float, x: fx.Node, name: str) -> fx.Node:
         return emit_act(self.graph, kind, slope, x, name)
 
-    def smash(self, op: arch.SmashOp, x: fx.Node, name: str, cin: int) -> fx.Node:
-        w1 = nn.Conv2d(cin, op.bottleneck, 1, bias=False)
-        b = self.module(f"{name}_w1x1", w1, x)
-        b = self.node("call_function", F.relu, [b], f"{name}_bottleneck")
-
-        def conv(pos: int, c: arch.SmashConv, y: fx.Node) -> fx.Node:
-            pad = arch.same_padding(c.kernel, c.dilation)
-            mod = nn.Conv2d(
-                op.conv_in(pos), op.out, c.kernel, 1, pad, c.dilation, c.groups, bias=False
-            )
-            return self.module(f"{name}_c{pos}", mod, y)
-
+    def grid(self, op: arch.SmashOp, b: fx.Node, name: str, conv) -> fx.Node:
         return emit_grid(self.graph, op, b, name, conv)
 
-    def op(self, p: OpNode, x: fx.Node, cin: int, name: str) -> fx.Node:
-        op = p.op
-        match op:
-            case arch.Conv():
-                conv = nn.Conv2d(
-                    cin, op.out, op.kernel, op.stride, op.padding, op.dilation, op.groups, op.bias
-                )
-                return self.module(name, conv, x)
-            case arch.BatchNorm():
-                bn = nn.BatchNorm2d(cin, op.eps, op.momentum)
-                return self.module(name, bn, x)
-            case arch.Act():
-                return self.act(op.kind, op.slope, x, name)
-            case arch.Pool():
-                fn = F.avg_pool2d if op.kind == "avg" else F.max_pool2d
-                args = [x, op.kernel, op.stride, op.padding]
-                return self.node("call_function", fn, args, name)
-            case arch.GlobalAvgPool():
-                return self.node("call_function", F.adaptive_avg_pool2d, [x, 1], name)
-            case arch.Linear():
-                x = self.node("call_function", torch.flatten, [x, 1], f"{name}_flat")
-                y = self.module(name, nn.Linear(cin, op.out, op.bias), x)
-                if self.feeds_output:  # the usual head: logits stay (N, classes)
-                    self.flat.add(y)
-                    return y
-                return self.node("call_method", "reshape", [y, (-1, op.out, 1, 1)], f"{name}_4d")
-            case arch.ChannelPad():
-                pad = (0, 0, 0, 0, 0, op.out - cin)
-                return self.node("call_function", F.pad, [x, pad], name)
-            case arch.SmashOp():
-                return self.smash(op, x, name, cin)
-        raise TypeError(f"fx backend cannot emit {op!r}")
+    def keep_flat(self, y: fx.Node) -> None:
+        self.flat.add(y)
 
     def build(self) -> fx.GraphModule:
         ir = self.ir
@@ -163,7 +132,7 @@ class _Builder:
                 case OpNode():
                     cin = ir.shape(ir.operands(n)[0]).channels
                     self.feeds_output = any(isinstance(ir.payload(u), Output) for u in ir.users(n))
-                    v = self.op(p, ins[0], cin, name)
+                    v = of(p.op).fx(self, p.op, ins[0], cin, name)
                 case Concat():
                     v = self.node("call_function", torch.cat, [list(ins), 1], name)
                 case Add() | BankVersion() if len(ins) >= 2:

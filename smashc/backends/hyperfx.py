@@ -10,8 +10,7 @@ sliced to the channels present.
 
 A transition's 1x1 conv and the average pool after it commute (both are linear and the conv
 acts on each pixel alone), so the pool runs first and the conv sees a quarter of the
-pixels: same function, and training steps 7-9% faster (``bench/ab.py`` be93fee against
-its parent).
+pixels: same function, and training steps 7-9% faster (``bench/archive/ab.py``).
 """
 
 from __future__ import annotations
@@ -193,7 +192,7 @@ class _HyperBuilder:
         has several slices that do not overlap (an op writing into several banks), else a
         plain slice. A split has one backward that concatenates the pieces' gradients; each
         slice's backward allocates a zero tensor the size of ``x`` and adds it to the others
-        (steps 6-8% faster: ``bench/ab.py`` 50a844e against its parent)."""
+        (steps 6-8% faster than slices: ``bench/archive/ab.py``)."""
         if src not in self.splits:
             self.splits[src] = self.split_of(src, x, name)
         split, pieces = self.splits[src]

@@ -9,7 +9,7 @@ On CPU every conv runs in channels-last layout and returns it, so the whole netw
 after the stem stays channels-last: the elementwise ops, bank concatenations, BN and
 pooling follow their inputs' layout, and no conversions remain. Same result and gradients
 as ``F.conv2d(x, w, None, 1, padding, dilation, groups)``. Why, measured at batch 50 on
-2 threads of an AVX2 CPU (``bench/convs.py`` per conv, ``bench/train_step.py`` and
+2 threads of an AVX2 CPU (``bench/archive/convs.py`` per conv, ``bench/train_step.py`` and
 ``bench/score.py`` per step and per scored architecture):
 
 * oneDNN runs 1x1 convs 1.4x and grouped convs 2-3x faster in channels-last than in NCHW
@@ -21,11 +21,11 @@ as ``F.conv2d(x, w, None, 1, padding, dilation, groups)``. Why, measured at batc
   2-3x faster. With AVX-512 oneDNN's own is the faster one (``SUBIMAGE_WEIGHT_GRAD``).
 
 Over the convs of three late architectures: 4.2 s in NCHW, 3.1 s in channels-last, 2.6 s
-as dispatched here. Against the previous mix (NCHW except grouped and dilated 5x5+ convs,
-each converted back and forth; commit 6f04205), ``make bench`` went from 0.82 to 0.71 s
-per early step, 1.53 to 1.27 s per late step and 46.8 to 39.4 s per scored architecture
-(reference-sized work); steps alternated between the two on the same architectures
-differed by 7-8% early and 12-16% late.
+as dispatched here. Against a mix that keeps NCHW and converts only grouped and dilated
+5x5+ convs to channels-last and back around each conv, ``make bench`` measures 0.71 s
+instead of 0.82 per early step, 1.27 instead of 1.53 s per late step and 39.4 instead of
+46.8 s per scored architecture (reference-sized work); steps alternated between the two on
+the same architectures differ by 7-8% early and 12-16% late.
 """
 
 from __future__ import annotations
@@ -43,11 +43,11 @@ _CL = torch.channels_last
 def _subimage_weight_grad() -> bool:
     """Whether dilated convs take their weight gradient on sub-images: where oneDNN runs
     without AVX-512. Forward + backward of the dilated convs of three early reference-sized
-    architectures (``bench/convs.py --progress 0``, fp32, 2 threads, one AVX-512 EPYC):
+    architectures (``bench/archive/convs.py --progress 0``, fp32, 2 threads, one AVX-512 EPYC):
     554 ms by oneDNN with its ISA capped at AVX2 (``ONEDNN_MAX_CPU_ISA=AVX2``) against 430
     on sub-images, but 191 against 234 with AVX-512 (late architectures: 378 against 404).
     Early training steps on that CPU are 4.5% (fp32) and 7% (bf16) faster without the
-    sub-images, late ones the same (``bench/ab.py``)."""
+    sub-images, late ones the same (``bench/archive/ab.py``)."""
     isa = os.environ.get("ONEDNN_MAX_CPU_ISA", "ALL").upper()
     capped = isa in ("SSE41", "AVX") or isa.startswith("AVX2")
     return capped or not torch.backends.cpu.get_cpu_capability().startswith("AVX512")
@@ -62,8 +62,8 @@ def _to_subimages(x: torch.Tensor, dh: int, dw: int) -> torch.Tensor:
     on these (zero rows at the bottom/right stand in for the conv's own zero padding).
 
     One copy, from channels-last to channels-last; only the padding rows are zeroed. (A pad,
-    a permute and a layout conversion made three copies; one copy makes training steps 4-5%
-    faster, ``bench/ab.py`` 6be6d49 against its parent.)
+    a permute and a layout conversion would make three copies; one copy makes training steps
+    4-5% faster, ``bench/archive/ab.py``.)
     """
     n, c, h, w = x.shape
     hs, ws = -(-h // dh), -(-w // dw)
@@ -157,8 +157,8 @@ class _Crops(torch.autograd.Function):
     Slicing the bank once per conv gives each conv its own slice backward, and each of
     those allocates a zero tensor the size of the whole bank and adds it into the bank's
     gradient; here one zero tensor takes every box's gradient in place. (The profiler put
-    33 ms of an early step in those slice backwards, fills and adds; ``bench/ab.py``
-    measures steps about 1% faster, 1811070 against its parent.)
+    33 ms of an early step in those slice backwards, fills and adds; with one autograd node
+    steps are about 1% faster, ``bench/archive/ab.py``.)
     """
 
     @staticmethod

@@ -16,6 +16,8 @@ from smashc.diagnostics import DiagnosticBag, Note, SmashError, Span, error
 from smashc.frontend import ast
 from smashc.frontend.check import seq_channels
 from smashc.frontend.loader import Program
+from smashc.ops.registry import REQUIRED, ArgError, OpDef, Param, lookup, names
+from smashc.ops.smash import CONV_PARAMS as SMASH_CONV
 
 Value = int | float | bool | tuple
 
@@ -31,64 +33,6 @@ class _Skip(Exception):
 
 # --- argument binding ------------------------------------------------------------------------
 
-
-@dataclass(frozen=True)
-class P:
-    """One parameter of an op: name, kind of value, default (``REQUIRED`` if none)."""
-
-    name: str
-    kind: str  # int | pos | nonneg | pair | pospair | nonnegpair | odd | float | bool | act | sconv
-    default: object = None
-
-
-REQUIRED = object()
-
-# Parameters of every op, in positional order. A default of None means "derived" (see _build).
-OPS: dict[str, tuple[P, ...]] = {
-    "conv": (
-        P("out", "pos", REQUIRED),
-        P("kernel", "odd", 3),
-        P("stride", "pospair", 1),
-        P("padding", "nonnegpair", None),
-        P("dilation", "pospair", 1),
-        P("groups", "pos", 1),
-        P("bias", "bool", False),
-    ),
-    "bn": (P("eps", "float", 1e-5), P("momentum", "float", 0.1)),
-    "relu": (),
-    "relu6": (),
-    "identity": (),
-    "leaky_relu": (P("slope", "float", 0.01),),
-    "avgpool": (
-        P("kernel", "pospair", 2),
-        P("stride", "pospair", None),
-        P("padding", "nonnegpair", 0),
-    ),
-    "maxpool": (
-        P("kernel", "pospair", 2),
-        P("stride", "pospair", None),
-        P("padding", "nonnegpair", 0),
-    ),
-    "gap": (),
-    "linear": (P("out", "pos", REQUIRED), P("bias", "bool", True)),
-    "chanpad": (P("out", "pos", REQUIRED),),
-    "smash": (
-        P("out", "pos", REQUIRED),
-        P("bottleneck", "pos", None),
-        P("c0", "sconv", None),
-        P("c1", "sconv", None),
-        P("c2", "sconv", None),
-        P("c3", "sconv", None),
-    ),
-}
-
-# The convs of a smash op's grid (only valid as its c0..c3 arguments).
-SMASH_CONV: tuple[P, ...] = (
-    P("kernel", "odd", 3),
-    P("dilation", "pospair", 1),
-    P("groups", "pos", 1),
-    P("act", "act", "relu"),
-)
 
 BUILTIN_FUNCTIONS: dict[str, Callable[..., int]] = {"min": min, "max": max}
 
@@ -152,7 +96,7 @@ class Expander:
         self.ops_made = 0
         self.names: set[str] = set()
         for name, m in program.macros.items():
-            if name in OPS:
+            if lookup(name) is not None:
                 msg = f"'{name}' is a built-in op; a macro cannot take its name"
                 self.bag.error("E0103", msg, m.span)
 
@@ -251,9 +195,9 @@ class Expander:
             if not all(isinstance(v, int) and not isinstance(v, bool) for v in vals):
                 self.fail("E0104", f"{e.name}() needs integers", e.span)
             return BUILTIN_FUNCTIONS[e.name](vals)
-        if e.name in OPS or e.name in self.program.macros:
+        if lookup(e.name) is not None or e.name in self.program.macros:
             self.fail("E0104", f"'{e.name}' is an op, not a value", e.span)
-        known = [*BUILTIN_FUNCTIONS, *OPS, *self.program.macros]
+        known = [*BUILTIN_FUNCTIONS, *names(), *self.program.macros]
         self.fail("E0101", f"unknown function '{e.name}'" + _suggest(e.name, known), e.span)
         raise AssertionError
 
@@ -269,7 +213,7 @@ class Expander:
     def bind(
         self,
         what: str,
-        params: tuple[P, ...] | tuple[ast.Param, ...],
+        params: tuple[Param, ...] | tuple[ast.Param, ...],
         call: ast.Call | ast.BlockUse,
     ) -> dict[str, ast.Arg]:
         """Matches a call's arguments to parameter names; E0102 for every arity mistake."""
@@ -311,7 +255,9 @@ class Expander:
     ) -> dict:
         """Binds a macro's or template's parameters; defaults are evaluated in the callee
         (its builtins ``callee`` plus the parameters bound so far)."""
-        spec = tuple(P(p.name, "any", REQUIRED if p.default is None else p.default) for p in params)
+        spec = tuple(
+            Param(p.name, "any", REQUIRED if p.default is None else p.default) for p in params
+        )
         bound = self.bind(what, spec, call)
         values: dict[str, Value] = {}
         for p in params:
@@ -364,7 +310,7 @@ class Expander:
                     self.fail("E0204", msg, a.value.span)
         self.fail("E0104", f"{label} must be {_KIND_WORDS[kind]}, got {_show(v)}", a.value.span)
 
-    def op_args(self, spec: tuple[P, ...], call: ast.Call, what: str, scope: _Scope) -> dict:
+    def op_args(self, spec: tuple[Param, ...], call: ast.Call, what: str, scope: _Scope) -> dict:
         bound = self.bind(what, spec, call)
         out = {}
         for p in spec:
@@ -380,52 +326,13 @@ class Expander:
         a = self.op_args(SMASH_CONV, call, "a smash conv", scope)
         return arch.SmashConv(a["kernel"], a["dilation"], a["groups"], a["act"], call.span)
 
-    def build(self, call: ast.Call, scope: _Scope) -> arch.Op:
-        a = self.op_args(OPS[call.name], call, call.name, scope)
-        span = call.span
-        match call.name:
-            case "conv":
-                pad = a["padding"]
-                if pad is None:  # "same" padding for the (odd) kernel and dilation
-                    pad = arch.same_padding(a["kernel"], a["dilation"])
-                return arch.Conv(
-                    a["out"],
-                    a["kernel"],
-                    a["stride"],
-                    pad,
-                    a["dilation"],
-                    a["groups"],
-                    a["bias"],
-                    span,
-                )
-            case "bn":
-                return arch.BatchNorm(a["eps"], a["momentum"], span)
-            case "relu" | "relu6" | "identity":
-                return arch.Act(call.name, 0.01, span)
-            case "leaky_relu":
-                return arch.Act("leaky_relu", a["slope"], span)
-            case "avgpool" | "maxpool":
-                stride = a["stride"] if a["stride"] is not None else a["kernel"]
-                return arch.Pool(call.name[:3], a["kernel"], stride, a["padding"], span)
-            case "gap":
-                return arch.GlobalAvgPool(span)
-            case "linear":
-                return arch.Linear(a["out"], a["bias"], span)
-            case "chanpad":
-                return arch.ChannelPad(a["out"], span)
-            case "smash":
-                convs = [a[f"c{i}"] for i in range(4)]
-                if all(c is None for c in convs):
-                    convs[0] = arch.SmashConv(span=span)
-                for later, first in ((1, 0), (3, 2)):
-                    if convs[later] is not None and convs[first] is None:
-                        msg = f"smash conv c{later} follows c{first}, so it needs c{first}"
-                        self.fail("E0104", msg, convs[later].span)
-                if convs[0] is None:
-                    self.fail("E0104", "a smash op needs c0 (c2 alone is c0 by symmetry)", span)
-                bottleneck = a["bottleneck"] if a["bottleneck"] is not None else 4 * a["out"]
-                return arch.SmashOp(a["out"], bottleneck, tuple(convs), span)  # type: ignore[arg-type]
-        raise AssertionError(call.name)
+    def build(self, entry: OpDef, call: ast.Call, scope: _Scope) -> arch.Op:
+        a = self.op_args(entry.params, call, call.name, scope)
+        try:
+            return entry.build(a, call.span)
+        except ArgError as e:
+            self.fail(e.code, e.message, e.span)
+        raise AssertionError
 
     def seq(self, s: ast.Seq, scope: _Scope) -> tuple[arch.Op, ...]:
         ops: list[arch.Op] = []
@@ -433,8 +340,8 @@ class Expander:
             if isinstance(item, ast.Sum):
                 paths = tuple(self.seq(p, scope) for p in item.paths)
                 ops.append(arch.Sum(paths, item.span))
-            elif item.name in OPS:
-                ops.append(self.build(item, scope))
+            elif (entry := lookup(item.name)) is not None:
+                ops.append(self.build(entry, item, scope))
             elif item.name in self.program.macros:
                 expanded = self.macro(item, scope)
                 ops.extend(expanded)
@@ -442,7 +349,7 @@ class Expander:
                 if self.ops_made > MAX_OPS:
                     self.fail("E0104", f"macros expand to more than {MAX_OPS} ops", item.span)
             else:
-                known = [*OPS, *self.program.macros]
+                known = [*names(), *self.program.macros]
                 hint = ""
                 if item.name in self.program.templates:
                     hint = "; it is a block template: use it as 'block = " + item.name + "(...)'"
@@ -743,7 +650,7 @@ class Expander:
                 t = self.program.templates.get(template)
                 if t is None:
                     hint = ""
-                    if template in self.program.macros or template in OPS:
+                    if template in self.program.macros or lookup(template) is not None:
                         hint = f"; '{template}' is an op: use it inside a layer"
                     known = self.program.templates
                     msg = f"unknown template '{template}'" + (hint or _suggest(template, known))

@@ -8,84 +8,16 @@ from __future__ import annotations
 
 from smashc import arch
 from smashc.frontend import ast
-
-
-def _int(v: int) -> ast.Expr:
-    return ast.Int(v) if v >= 0 else ast.UnaryOp("-", ast.Int(-v))
-
-
-def _pair(p: arch.Pair) -> ast.Expr:
-    return _int(p[0]) if p[0] == p[1] else ast.Tuple((_int(p[0]), _int(p[1])))
-
-
-def _kw(name: str, value: ast.Expr) -> ast.Arg:
-    return ast.Arg(name, value)
-
-
-def _float(v: float) -> ast.Expr:
-    return ast.Float(v) if v >= 0 else ast.UnaryOp("-", ast.Float(-v))
-
-
-def _smash_conv(c: arch.SmashConv) -> ast.Call:
-    args = [_kw("kernel", _pair(c.kernel))]
-    if c.dilation != (1, 1):
-        args.append(_kw("dilation", _pair(c.dilation)))
-    if c.groups != 1:
-        args.append(_kw("groups", _int(c.groups)))
-    if c.act != "relu":
-        args.append(_kw("act", ast.Name(c.act)))
-    return ast.Call("conv", tuple(args))
+from smashc.ops.common import int_expr as _int
+from smashc.ops.registry import of
 
 
 def op_call(op: arch.Op) -> ast.Call | ast.Sum:
     """The shortest call that expands back to ``op`` (defaults left out)."""
-    match op:
-        case arch.Conv():
-            args = [_kw("out", _int(op.out)), _kw("kernel", _pair(op.kernel))]
-            if op.stride != (1, 1):
-                args.append(_kw("stride", _pair(op.stride)))
-            if op.padding != arch.same_padding(op.kernel, op.dilation):
-                args.append(_kw("padding", _pair(op.padding)))
-            if op.dilation != (1, 1):
-                args.append(_kw("dilation", _pair(op.dilation)))
-            if op.groups != 1:
-                args.append(_kw("groups", _int(op.groups)))
-            if op.bias:
-                args.append(_kw("bias", ast.Bool(True)))
-            return ast.Call("conv", tuple(args))
-        case arch.BatchNorm():
-            args = []
-            if op.eps != 1e-5:
-                args.append(_kw("eps", _float(op.eps)))
-            if op.momentum != 0.1:
-                args.append(_kw("momentum", _float(op.momentum)))
-            return ast.Call("bn", tuple(args))
-        case arch.Act(kind="leaky_relu"):
-            slope = () if op.slope == 0.01 else (_kw("slope", _float(op.slope)),)
-            return ast.Call("leaky_relu", slope)
-        case arch.Act():
-            return ast.Call(op.kind)
-        case arch.Pool():
-            args = [_kw("kernel", _pair(op.kernel))]
-            if op.stride != op.kernel:
-                args.append(_kw("stride", _pair(op.stride)))
-            if op.padding != (0, 0):
-                args.append(_kw("padding", _pair(op.padding)))
-            return ast.Call(f"{op.kind}pool", tuple(args))
-        case arch.GlobalAvgPool():
-            return ast.Call("gap")
-        case arch.Linear():
-            bias = () if op.bias else (_kw("bias", ast.Bool(False)),)
-            return ast.Call("linear", (_kw("out", _int(op.out)), *bias))
-        case arch.ChannelPad():
-            return ast.Call("chanpad", (_kw("out", _int(op.out)),))
-        case arch.SmashOp():
-            args = [_kw("out", _int(op.out)), _kw("bottleneck", _int(op.bottleneck))]
-            args += [_kw(f"c{i}", _smash_conv(c)) for i, c in enumerate(op.convs) if c is not None]
-            return ast.Call("smash", tuple(args))
-        case arch.Sum():
-            return ast.Sum(tuple(seq(p) for p in op.paths))
-    raise TypeError(f"not an op: {op!r}")
+    if type(op) is arch.Sum:
+        return ast.Sum(tuple(seq(p) for p in op.paths))
+    entry = of(op)
+    return ast.Call(entry.name, entry.args(op))
 
 
 def seq(ops: tuple[arch.Op, ...]) -> ast.Seq:

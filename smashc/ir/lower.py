@@ -9,6 +9,7 @@ from smashc.diagnostics import DiagnosticBag
 from smashc.frontend.check import seq_channels
 from smashc.ir.graph import IRGraph, StageInfo, add_node
 from smashc.ir.nodes import Add, BankVersion, Concat, Input, OpNode, Output, Slice
+from smashc.ops.registry import op_name
 
 
 class _Lowerer:
@@ -23,10 +24,10 @@ class _Lowerer:
                     self.ops(path, x, f"{prefix}.{i}sum.p{j}", stage, layer)
                     for j, path in enumerate(op.paths)
                 ]
-                node = arch.op_name(prefix, i, op)
+                node = op_name(prefix, i, op)
                 x = add_node(self.g, node, Add(node, stage, layer, op.span), ends)
             else:
-                node = arch.op_name(prefix, i, op)
+                node = op_name(prefix, i, op)
                 x = add_node(self.g, node, OpNode(op, node, stage, layer, op.span), [x])
         return x
 

@@ -1,4 +1,4 @@
-"""IR node payloads (frozen dataclasses) and the tensor shape type shared by the passes."""
+"""IR node payloads (frozen dataclasses); also re-exports the value shape type of the passes."""
 
 from __future__ import annotations
 
@@ -6,22 +6,11 @@ from dataclasses import dataclass, field
 
 from smashc import arch
 from smashc.diagnostics import NOSPAN, Span
+from smashc.shape import Shape as Shape  # re-exported: the passes take it from here
 
 
 def _span() -> Span:
     return field(default=NOSPAN, compare=False, repr=False)
-
-
-@dataclass(frozen=True)
-class Shape:
-    """Channels, height, width of one value (batch axis left out)."""
-
-    channels: int
-    height: int
-    width: int
-
-    def __str__(self) -> str:
-        return f"{self.channels}x{self.height}x{self.width}"
 
 
 @dataclass(frozen=True)

@@ -1,17 +1,17 @@
 """SMASH training steps under the HyperNet backend of several git revisions, alternated.
 
-    python bench/ab.py REV [REV ...] [--progress 0] [--archs 8] [--precision auto]
-                       [--threads 2] [--json]
+    PYTHONPATH=bench python bench/archive/ab.py REV [REV ...] [--progress 0] [--archs 8]
+                                                [--precision auto] [--threads 2] [--json]
 
-How the speed changes in ``docs/search.md`` were measured. ``smashc/backends/hyperfx.py``
-and ``kernels.py`` of each revision (``.`` is the working tree) are loaded side by side;
-everything else is this checkout's. For each sampled architecture (reference-sized work,
-``max_bottleneck=1``) every revision's network runs one untimed step, then two timed
-steps in rotated order. The untimed step matters: oneDNN builds its kernels on the first
-use of each conv shape, and without it whichever revision runs first on an architecture
-pays that, about 8% of an early step (an A/A comparison shows it). Prints the mean step
-per revision (on CPU, forward in ``--precision``); use the same revision twice for an A/A
-check.
+How the speed changes in ``docs/performance-history.md`` were measured.
+``smashc/backends/hyperfx.py`` and ``kernels.py`` of each revision (``.`` is the working
+tree) are loaded side by side; everything else is the working tree's. For each sampled
+architecture (reference-sized work, ``max_bottleneck=1``) every revision's network runs
+one untimed step, then two timed steps in rotated order. The untimed step matters: oneDNN
+builds its kernels on the first use of each conv shape, and without it whichever revision
+runs first on an architecture pays that, about 8% of an early step (an A/A comparison
+shows it). Prints the mean step per revision (on CPU, forward in ``--precision``); use the
+same revision twice for an A/A check.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Milliseconds per optimiser step, torch's per-tensor loop against its fused kernel.
 
-    python bench/optim.py [--archs 4] [--threads 2] [--json]
+    PYTHONPATH=bench python bench/archive/optim.py [--archs 4] [--threads 2] [--json]
 
 Two optimisers as ``smashc search`` builds them: the HyperNet training's Adam on the
 reference-sized one-shot model (``max_bottleneck=1``), with the gradients one SMASH step on

@@ -3,7 +3,9 @@ and a node-by-node evaluator of the IR. Both take weights from one WeightStore b
 
 The oracle reads the expanded architecture (``arch.Network``) directly: banks are tensors,
 layers run in order, reads concatenate, writes add (or overwrite) bank-width chunks. It shares
-no code with lowering or code generation, so agreement with them is evidence, not tautology.
+no code with lowering or code generation, so agreement with them is evidence, not tautology:
+each op runs through its registry entry's ``run`` and ``weights`` (smashc.ops), eager torch
+functions written apart from the entry's fx lowering.
 """
 
 from __future__ import annotations
@@ -11,11 +13,11 @@ from __future__ import annotations
 import zlib
 
 import torch
-import torch.nn.functional as F  # noqa: N812
 
 from smashc import arch
 from smashc.ir.graph import IRGraph
 from smashc.ir.nodes import Add, BankVersion, Concat, Input, OpNode, Output, Slice
+from smashc.ops.registry import of, op_name
 
 
 class WeightStore:
@@ -37,89 +39,23 @@ class WeightStore:
         return torch.randn(*shape, generator=g, dtype=self.dtype)
 
     def get(self, name: str, op: arch.Op, cin: int) -> dict[str, torch.Tensor]:
+        """The weights of op ``name`` on ``cin`` channels (its registry entry's ``weights``)."""
         if name in self.tensors:
             return self.tensors[name]
-        r = lambda part, *shape: self._rand(f"{name}/{part}", *shape)  # noqa: E731
-        w: dict[str, torch.Tensor] = {}
-        match op:
-            case arch.Conv():
-                kh, kw = op.kernel
-                fan = cin // op.groups * kh * kw
-                w["weight"] = r("weight", op.out, cin // op.groups, kh, kw) / fan**0.5
-                if op.bias:
-                    w["bias"] = r("bias", op.out)
-            case arch.BatchNorm():
-                w["weight"] = 1 + 0.1 * r("weight", cin)
-                w["bias"] = 0.1 * r("bias", cin)
-                w["running_mean"] = 0.1 * r("mean", cin)
-                w["running_var"] = 1 + 0.1 * r("var", cin).abs()
-            case arch.Linear():
-                w["weight"] = r("weight", op.out, cin) / cin**0.5
-                if op.bias:
-                    w["bias"] = r("bias", op.out)
-            case arch.SmashOp():
-                w["w1x1"] = r("w1x1", op.bottleneck, cin, 1, 1) / cin**0.5
-                for pos, c in enumerate(op.convs):
-                    if c is not None:
-                        cpos = op.conv_in(pos)
-                        fan = cpos // c.groups * c.kernel[0] * c.kernel[1]
-                        shape = (op.out, cpos // c.groups, *c.kernel)
-                        w[f"c{pos}"] = r(f"c{pos}", *shape) / fan**0.5
+        w = of(op).weights(op, cin, lambda part, *shape: self._rand(f"{name}/{part}", *shape))
         self.tensors[name] = w
         return w
 
 
-def activation(kind: str, slope: float, x: torch.Tensor) -> torch.Tensor:
-    if kind == "relu":
-        return F.relu(x)
-    if kind == "relu6":
-        return F.relu6(x)
-    if kind == "leaky_relu":
-        return F.leaky_relu(x, slope)
-    return x
-
-
 def apply_op(op: arch.Op, x: torch.Tensor, w: dict[str, torch.Tensor]) -> torch.Tensor:
-    """One non-Sum op on a batch ``x`` (N, C, H, W). BatchNorm uses its running statistics."""
-    match op:
-        case arch.Conv():
-            return F.conv2d(
-                x, w["weight"], w.get("bias"), op.stride, op.padding, op.dilation, op.groups
-            )
-        case arch.BatchNorm():
-            return F.batch_norm(
-                x, w["running_mean"], w["running_var"], w["weight"], w["bias"], False, 0.0, op.eps
-            )
-        case arch.Act():
-            return activation(op.kind, op.slope, x)
-        case arch.Pool(kind="avg"):
-            return F.avg_pool2d(x, op.kernel, op.stride, op.padding)
-        case arch.Pool():
-            return F.max_pool2d(x, op.kernel, op.stride, op.padding)
-        case arch.GlobalAvgPool():
-            return x.mean(dim=(2, 3), keepdim=True)
-        case arch.Linear():
-            y = F.linear(x.flatten(1), w["weight"], w.get("bias"))
-            return y[:, :, None, None]
-        case arch.ChannelPad():
-            return F.pad(x, (0, 0, 0, 0, 0, op.out - x.shape[1]))
-        case arch.SmashOp():
-            b = F.relu(F.conv2d(x, w["w1x1"]))
-            total = None
-            for chain in op.paths():
-                y = b
-                for pos, c in chain:
-                    pad = arch.same_padding(c.kernel, c.dilation)
-                    y = activation(c.act, 0.01, y)
-                    y = F.conv2d(y, w[f"c{pos}"], None, 1, pad, c.dilation, c.groups)
-                total = y if total is None else total + y
-            return total
-    raise TypeError(f"apply_op cannot run {op!r}")
+    """One non-Sum op on a batch ``x`` (N, C, H, W): its registry entry's eager ``run``.
+    BatchNorm uses its running statistics."""
+    return of(op).run(op, x, w)
 
 
 def run_ops(ops, x: torch.Tensor, prefix: str, store: WeightStore) -> torch.Tensor:
     for i, op in enumerate(ops):
-        name = arch.op_name(prefix, i, op)
+        name = op_name(prefix, i, op)
         if isinstance(op, arch.Sum):
             outs = [run_ops(p, x, f"{prefix}.{i}sum.p{j}", store) for j, p in enumerate(op.paths)]
             x = sum(outs[1:], outs[0])

@@ -1,6 +1,7 @@
 """Seconds per conv category of SMASH-space networks: NCHW, channels-last, and kernels.conv2d.
 
-    python bench/convs.py [--archs 3] [--progress 1.0] [--max-bottleneck 1] [--seed 1000]
+    PYTHONPATH=bench python bench/archive/convs.py [--archs 3] [--progress 1.0]
+                                                   [--max-bottleneck 1] [--seed 1000]
 
 The evidence behind ``smashc/backends/kernels.py``: the convs of a few sampled architectures
 (1x1 bottlenecks and shared convs) are recorded, then each is timed forward + backward

@@ -1,7 +1,8 @@
 """SMASH steps on architectures never run before, by the size of oneDNN's kernel cache.
 
-    python bench/kernel_cache.py [--progress 0] [--warm 100] [--timed 40] [--rounds 2]
-                                 [--sizes 1024,16384] [--precision auto]
+    PYTHONPATH=bench python bench/archive/kernel_cache.py [--progress 0] [--warm 100]
+                                                          [--timed 40] [--rounds 2]
+                                                          [--sizes 1024,16384] [--precision auto]
 
 Each size runs in its own process (oneDNN reads ONEDNN_PRIMITIVE_CACHE_CAPACITY when it
 builds its first kernel), the sizes alternating over ``--rounds``. A process steps

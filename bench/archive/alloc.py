@@ -1,8 +1,9 @@
 """SMASH steps under different malloc settings, in alternating processes.
 
-    python bench/alloc.py [--rounds 2] [--archs 8] [--modes off,ceiling,on] [--json]
+    PYTHONPATH=bench python bench/archive/alloc.py [--rounds 2] [--archs 8]
+                                                   [--modes off,ceiling,on] [--json]
 
-Modes: ``off`` (glibc's defaults), ``ceiling`` (stop 10's setting: trim threshold 1 GiB,
+Modes: ``off`` (glibc's defaults), ``ceiling`` (trim threshold 1 GiB,
 mmap threshold at its 32 MiB ceiling) and ``on`` (``runtime.alloc.keep_freed_memory``).
 malloc settings hold for a whole process, so each measurement is a fresh process: per
 round and progress (early, late) one per mode, in an order that rotates between rounds,

@@ -1,6 +1,7 @@
 """Seconds per HyperNet forward + backward, for the HyperNet of several git revisions.
 
-    python bench/hypernet.py REV [REV ...] [--progress 1] [--archs 6] [--threads 2] [--json]
+    PYTHONPATH=bench python bench/archive/hypernet.py REV [REV ...] [--progress 1] [--archs 6]
+                                                      [--threads 2] [--json]
 
 ``runtime/hypernet.py`` of each revision (``.`` is the working tree) is loaded side by side,
 each HyperNet given the same weights. For each sampled architecture (reference-sized work,
