@@ -56,3 +56,19 @@ def test_runtime_imports_the_compiler_only_through_its_facade(path):
 def test_runtime_modules_stay_readable_in_one_sitting(path):
     lines = len(path.read_text(encoding="utf-8").splitlines())
     assert lines <= MAX_LINES, f"{path.name} has {lines} lines"
+
+
+def test_every_package_is_installed():
+    """Each folder of modules is a package pyproject.toml installs (else a wheel lacks it)."""
+    import tomllib
+
+    tool = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    folders = {Path(v): k for k, v in tool["package-dir"].items()}
+    found = set()
+    for init in ROOT.rglob("__init__.py"):
+        rel = init.parent.relative_to(ROOT)
+        top = next((f for f in folders if rel == f or f in rel.parents), None)
+        if top is None or ".venv" in rel.parts:
+            continue
+        found.add(".".join([folders[top], *rel.relative_to(top).parts]))
+    assert found <= set(tool["packages"]), sorted(found - set(tool["packages"]))
