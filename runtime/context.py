@@ -43,8 +43,7 @@ class RunContext:
         """The seed of ``stream`` (and ``parts``) in this run (``seeds.derive``)."""
         return derive(self.cfg.seed, stream, *parts)
 
-    def batches(self, part: Subset, batch_size: int, stream: Stream | None = None,
-                **kw) -> Batches:  # fmt: skip
+    def batches(self, part: Subset, batch_size: int, stream: Stream | None = None, **kw) -> Batches:
         """``part`` in batches on this run's device, shuffled by ``stream`` (else in order)."""
         if stream is None:
             return Batches(self.data, part, batch_size, 0, shuffle=False, device=self.device)

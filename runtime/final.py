@@ -86,8 +86,9 @@ class _FinalTraining:
         train = ctx.train
         if fc.train_images is not None and fc.train_images < len(train):
             train = Subset(train.x[: fc.train_images], train.y[: fc.train_images])
-        self.data = ctx.batches(train, fc.batch_size, Stream.FINAL_BATCHES, augment=True,
-                                drop_last=True)  # fmt: skip
+        self.data = ctx.batches(
+            train, fc.batch_size, Stream.FINAL_BATCHES, augment=True, drop_last=True
+        )
         self.val = ctx.batches(ctx.val, 500)
         self.opt = final_optimizer(model, ctx)
         self.sched = loop.cosine(self.opt, fc.epochs * len(self.data))
@@ -138,8 +139,9 @@ class _FinalTraining:
 
     def step(self, epoch: int, step: int, batch) -> tuple[float, dict[str, str]]:
         x, y = batch
-        value, acc = loop.train_step(self.net, (x,), y, self.opt, self.sched,
-                                     self.ctx.precision, self.ctx.device)  # fmt: skip
+        value, acc = loop.train_step(
+            self.net, (x,), y, self.opt, self.sched, self.ctx.precision, self.ctx.device
+        )
         s = self.sums = [self.sums[0] + value, self.sums[1] + acc, self.sums[2] + 1]
         return value, {"loss": f"{s[0] / s[2]:.3f}", "acc": f"{s[1] / s[2]:.3f}"}
 

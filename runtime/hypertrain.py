@@ -95,8 +95,9 @@ class _HyperNetTraining:
         self.ctx, self.model, self.pool = ctx, model, pool
         self.log = out / "train.jsonl"
         self.opt = smash_optimizer(model, t)
-        self.data = ctx.batches(ctx.train, t.batch_size, Stream.SMASH_BATCHES, augment=True,
-                                drop_last=True)  # fmt: skip
+        self.data = ctx.batches(
+            ctx.train, t.batch_size, Stream.SMASH_BATCHES, augment=True, drop_last=True
+        )
         self.per_epoch = min(len(self.data), t.steps_per_epoch or len(self.data))
         self.total = self.per_epoch * t.epochs
         self.sched = loop.cosine(self.opt, self.total)
@@ -150,8 +151,15 @@ class _HyperNetTraining:
         gen = torch.Generator(device="cpu").manual_seed(self.ctx.seed(Stream.SMASH_NOISE, g))
         c = compiled.enc.tensor
         z = torch.randn(1, 1, *c.shape[2:], generator=gen).to(self.ctx.device)
-        value, acc = loop.train_step(self.model, (x, compiled, z), y, self.opt, self.sched,
-                                     self.ctx.precision, self.ctx.device)  # fmt: skip
+        value, acc = loop.train_step(
+            self.model,
+            (x, compiled, z),
+            y,
+            self.opt,
+            self.sched,
+            self.ctx.precision,
+            self.ctx.device,
+        )
         if not math.isfinite(value):
             return value, {}  # the loop stops with E0708
         rate = (step + 1 - self.first) / (time.perf_counter() - self.started)

@@ -95,8 +95,9 @@ def optional_count(least: int) -> Rule:
     return Rule(lambda v: v is None or (_is_int(v) and v >= least), f"None or at least {least}")
 
 
-def number(low: float, high: float = math.inf, low_open: bool = False,
-           high_open: bool = True) -> Rule:  # fmt: skip
+def number(
+    low: float, high: float = math.inf, low_open: bool = False, high_open: bool = True
+) -> Rule:
     def ok(v) -> bool:
         if not isinstance(v, int | float) or isinstance(v, bool) or not math.isfinite(v):
             return False

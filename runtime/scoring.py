@@ -125,8 +125,9 @@ class Scorer:
     def error(self, compiled: Compiled, index: int) -> float:
         """The SMASH error of a compiled architecture, with the ``index``-th noise samples."""
         zs = noise(self.ctx, index, compiled, self.ctx.cfg.score.z_samples)
-        return smash_error(self.model, compiled, self.batches, zs, self.calibration,
-                           self.ctx.precision)  # fmt: skip
+        return smash_error(
+            self.model, compiled, self.batches, zs, self.calibration, self.ctx.precision
+        )
 
     def score(self, index: int, source: str, arch: Network) -> Scored:
         """The ``index``-th architecture's score (its noise samples seeded by ``index``)."""

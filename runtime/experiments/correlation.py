@@ -241,12 +241,14 @@ def _knob_errors(cfg, ctx, model, picked: list[Scored], out: Path) -> dict[str, 
         if (bn, z) == current:
             errors[variant] = {s.index: s.error for s in picked}
             continue
-        vctx = replace(ctx, cfg=replace(scfg, score=replace(scfg.score, bn_batches=bn,
-                                                            z_samples=z)))  # fmt: skip
+        vctx = replace(
+            ctx, cfg=replace(scfg, score=replace(scfg.score, bn_batches=bn, z_samples=z))
+        )
         log = ScoreLog(out / f"scores_{variant.replace('+', '_')}.jsonl")
         archs = {s.index: s.arch for s in picked}
-        got = score_indices(Scorer(vctx, model), log, list(archs), archs.__getitem__,
-                            f"scoring ({variant})")  # fmt: skip
+        got = score_indices(
+            Scorer(vctx, model), log, list(archs), archs.__getitem__, f"scoring ({variant})"
+        )
         errors[variant] = {i: s.error for i, s in got.items()}
     return errors
 

@@ -27,14 +27,14 @@ def _modes(text: str) -> tuple[str, ...]:
 @dataclass(frozen=True)
 class CorruptConfig:
     search: SearchConfig = setting(own_names=True)
-    archs: int = setting(20, count(1), Flag("--archs", ("corrupt",), "architectures to corrupt",
-                                            "M"))  # fmt: skip
+    archs: int = setting(
+        20, count(1), Flag("--archs", ("corrupt",), "architectures to corrupt", "M")
+    )
     modes: tuple[str, ...] = setting(
         MODES,
         distinct_among(MODES, "modes"),
-        Flag("--mode", ("corrupt",), "how to corrupt", choices=(*MODES, "both"),
-             convert=_modes),
-    )  # fmt: skip
+        Flag("--mode", ("corrupt",), "how to corrupt", choices=(*MODES, "both"), convert=_modes),
+    )
     checkpoint: str | None = setting(None, None, common.CHECKPOINT_FLAG)
 
     def to_json(self) -> dict:
@@ -104,9 +104,16 @@ def _report(cfg: CorruptConfig, out: Path, done: dict, fields) -> dict:
                 ties += gap == 0
                 worse += gap < 0
                 per_arch.append(
-                    [i, field, mode, f"{true:.4f}", f"{rec['error']:.4f}", f"{gap:+.4f}",
-                     rec["changed"]]
-                )  # fmt: skip
+                    [
+                        i,
+                        field,
+                        mode,
+                        f"{true:.4f}",
+                        f"{rec['error']:.4f}",
+                        f"{gap:+.4f}",
+                        rec["changed"],
+                    ]
+                )
             n = len(gaps)
             rows.append(
                 {

@@ -84,8 +84,9 @@ def train_all(
             results[s.index] = json.loads(path.read_text(encoding="utf-8"))
         else:
             todo.append(s)
-    bar = progress.bar(total=len(picked), initial=len(picked) - len(todo), desc="training",
-                       unit="arch")  # fmt: skip
+    bar = progress.bar(
+        total=len(picked), initial=len(picked) - len(todo), desc="training", unit="arch"
+    )
     try:
         if jobs <= 1 or len(todo) <= 1:
             for s in todo:
