@@ -11,24 +11,26 @@ example of docs/ir.md, "Adding an op") passes the same checks and is unregistere
 from __future__ import annotations
 
 import dataclasses
+import sys
+import types
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
-import torch
-import torch.nn.functional as F  # noqa: N812
 from smash_space import check_fx_against_oracle, one_thread  # noqa: F401 (autouse)
 from test_report import counted
 
-from smashc import arch, ops, report
-from smashc.diagnostics import NOSPAN, SmashError, Span
-from smashc.frontend import ast, printer
+from smashc import ops, report
+from smashc.diagnostics import SmashError
+from smashc.frontend import printer
 from smashc.frontend.expand import expand
 from smashc.frontend.flatten import to_module
 from smashc.frontend.loader import load_text
 from smashc.ir.nodes import OpNode
-from smashc.ops.common import float_expr, kw, no_cost, no_weights, same_channels, same_shape
 from smashc.pipeline import compile_text
 from smashc.shape import Shape
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def network_text(example: str) -> str:
@@ -67,62 +69,35 @@ def test_registering_an_op_twice_is_refused():
         ops.register(dataclasses.replace(ops.lookup("relu"), name="relu_again"))
 
 
-# --- a toy op, registered by the test: the worked example of docs/ir.md, "Adding an op" -----
+# --- a toy op registered by the test: the worked example of docs/ir.md, "Adding an op" -------
 
 
-@dataclasses.dataclass(frozen=True)
-class HardTanh:
-    """Clamps every value to [low, high]."""
-
-    low: float = -1.0
-    high: float = 1.0
-    span: Span = dataclasses.field(default=NOSPAN, compare=False, repr=False)
-
-
-def _build(a, span: Span) -> HardTanh:
-    if a["low"] >= a["high"]:
-        raise ops.ArgError("E0104", f"hardtanh needs low < high, got {a['low']}, {a['high']}", span)
-    return HardTanh(a["low"], a["high"], span)
-
-
-def _args(op: HardTanh) -> tuple[ast.Arg, ...]:
-    out = []
-    if op.low != -1.0:
-        out.append(kw("low", float_expr(op.low)))
-    if op.high != 1.0:
-        out.append(kw("high", float_expr(op.high)))
-    return tuple(out)
-
-
-HARDTANH = ops.OpDef(
-    name="hardtanh",
-    payload=HardTanh,
-    params=(ops.Param("low", "float", -1.0), ops.Param("high", "float", 1.0)),
-    build=_build,
-    args=_args,
-    channels=same_channels,
-    shape=same_shape,
-    cost=no_cost,
-    fx=lambda e, op, x, cin, name: e.call(F.hardtanh, [x, op.low, op.high], name),
-    weights=no_weights,
-    run=lambda op, x, w: torch.clamp(x, op.low, op.high),
-    example="hardtanh(low=-0.5, high=0.25)",
-)
+def doc_example() -> str:
+    """The Python block of docs/ir.md's "Adding an op" section (the whole new op file)."""
+    text = (ROOT / "docs" / "ir.md").read_text(encoding="utf-8")
+    section = text[text.index("## Adding an op") :]
+    return section[section.index("```python\n") + len("```python\n") : section.index("```\n\n")]
 
 
 @pytest.fixture
-def hardtanh() -> Iterator[ops.OpDef]:
-    entry = ops.register(HARDTANH)
-    yield entry
-    ops.unregister("hardtanh")
+def hardtanh(monkeypatch) -> Iterator[types.ModuleType]:
+    """The documented op file, run as a module (which registers the op); unregistered after."""
+    module = types.ModuleType("hardtanh_example")
+    monkeypatch.setitem(sys.modules, module.__name__, module)  # dataclasses look it up
+    exec(compile(doc_example(), "docs/ir.md", "exec"), module.__dict__)
+    try:
+        yield module
+    finally:
+        ops.unregister("hardtanh")
 
 
 def test_toy_op_runs_through_every_stage(hardtanh):
-    check_op(hardtanh)
+    assert ops.lookup("hardtanh") is hardtanh.HARDTANH
+    check_op(hardtanh.HARDTANH)
     ir = compile_text(network_text("hardtanh(low=-0.5)"))
     (node,) = [n for n in ir.graph if isinstance(ir.payload(n), OpNode) and n.endswith("hardtanh")]
     assert node == "stem.1hardtanh"
-    assert ir.payload(node).op == HardTanh(-0.5, 1.0)
+    assert ir.payload(node).op == hardtanh.HardTanh(-0.5, 1.0)
     assert ir.shape(node) == Shape(8, 9, 9)
     assert report.totals(ir) == (8 * 3 * 9 + 5 * 8 + 5, 8 * 3 * 9 * 81 + 5 * 8)
 
@@ -137,10 +112,13 @@ def test_toy_op_checks_its_arguments(hardtanh):
     assert "has no argument 'lo' (it takes: low, high); did you mean 'low'?" in str(e.value)
 
 
-def test_toy_op_is_gone_after_unregistering():
-    assert ops.lookup("hardtanh") is None
-    with pytest.raises(SmashError, match="unknown op 'hardtanh'"):
-        expand(load_text(network_text("hardtanh")))
-    with pytest.raises(TypeError):
-        ops.of(HardTanh())
-    assert isinstance(ops.of(arch.Act("relu")), ops.OpDef)
+def test_toy_op_is_gone_after_unregistering(hardtanh):
+    ops.unregister("hardtanh")
+    try:
+        assert ops.lookup("hardtanh") is None
+        with pytest.raises(SmashError, match="unknown op 'hardtanh'"):
+            expand(load_text(network_text("hardtanh")))
+        with pytest.raises(TypeError):
+            ops.of(hardtanh.HardTanh())
+    finally:
+        ops.register(hardtanh.HARDTANH)  # for the fixture to remove
