@@ -1,7 +1,7 @@
 """What a setting may be, and where it is written: the metadata every config field carries.
 
 A field of a run's config is declared with ``setting(default, rule, flag=...)``. The rule
-says which values are in range (``search.config_problems`` and the experiments' checks
+says which values are in range (``config.config_problems`` and the experiments' checks
 read it), the flag says which command-line option sets it and on which commands (the CLI
 builds its options from it), and ``--set`` / ``--config`` reach every field by its dotted
 name. So one declaration is the whole table for a setting.

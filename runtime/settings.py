@@ -1,6 +1,6 @@
 """Settings from outside the presets: ``--set KEY=VALUE`` and ``--config FILE``.
 
-A run's settings are one tree of frozen dataclasses (``search.SearchConfig``; an
+A run's settings are one tree of frozen dataclasses (``config.SearchConfig``; an
 experiment's config holds one under ``search``). A key names a leaf of that tree with dots
 (``final.momentum``, ``space.max_kernel``); ``keys`` lists them all. ``assign`` sets one
 from command-line text, ``load`` rebuilds a whole tree from the ``config.json`` every run
@@ -10,7 +10,7 @@ or varied from its own record.
 Values are read by the field's type, not guessed: ``final.nesterov=false``,
 ``space.block_inputs=64,96,112`` (or ``[64, 96, 112]``), ``data_dir=none`` where a field
 may be None. Wrong names and wrong types are SmashErrors (E0704) that say what was
-expected; whether a well-typed value is in range is ``search.config_problems``' business.
+expected; whether a well-typed value is in range is ``config.config_problems``' business.
 """
 
 from __future__ import annotations

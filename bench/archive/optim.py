@@ -19,10 +19,10 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 from _common import emit, parse, parser
 
-from smashc.backends.fx import to_fx
-from smashc.frontend.loader import Program
-from smashc.pipeline import compile_program
-from smashc.runtime import search
+from smashc.compiler import for_training, free_module
+from smashc.runtime.config import SearchConfig
+from smashc.runtime.final import final_optimizer
+from smashc.runtime.hypertrain import smash_optimizer
 from smashc.runtime.oneshot import OneShot
 from smashc.runtime.sampler import Sampler, SearchSpace
 
@@ -47,7 +47,7 @@ def _median_step(make, rounds: int = 5, steps: int = 20) -> dict[str, float]:
 
 def run(archs: int) -> dict:
     space = SearchSpace(max_bottleneck=1)
-    cfg = search.SearchConfig()
+    cfg = SearchConfig()
     x, y = torch.randn(8, *space.input), torch.zeros(8, dtype=torch.long)
     adam: list[dict] = []
     sgd: list[dict] = []
@@ -55,11 +55,11 @@ def run(archs: int) -> dict:
         model = OneShot(space)
         compiled = model.compile(Sampler(space, seed=1000 + i).sample(0.5))
         F.cross_entropy(model(x, compiled), y).backward()
-        adam.append(_median_step(lambda m=model: search.smash_optimizer(m, cfg.train)))
+        adam.append(_median_step(lambda m=model: smash_optimizer(m, cfg.train)))
         module = Sampler(space, seed=2000 + i).sample(1.0)
-        net = to_fx(compile_program(Program(module, "<sampled>")).ir)
+        net = free_module(for_training(module))
         F.cross_entropy(net(x), y).backward()
-        times = _median_step(lambda n=net: search.final_optimizer(n, cfg.final))
+        times = _median_step(lambda n=net: final_optimizer(n, cfg.final))
         sgd.append(times | {"params": sum(p.numel() for p in net.parameters())})
     out = {}
     for name, rows in (("adam", adam), ("sgd", sgd)):

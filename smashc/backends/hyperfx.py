@@ -93,7 +93,7 @@ class _HyperBuilder:
         ]
         training = self.attr("training", f"{name}_training")
         # an attribute, not a constant, so that scoring can recalibrate BN statistics
-        # with a running mean (runtime.search.recalibrate_bn)
+        # with a running mean (runtime.scoring.recalibrate_bn)
         if getattr(self.root, "bn_momentum", momentum) != momentum:
             raise TypeError("the SMASH backend needs one BN momentum per network")
         self.root.bn_momentum = momentum
