@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import gc
+import os
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import torch
 from support import check_golden
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # one worker per core: the tests' networks are tiny, and OpenMP threads of two workers
+    # contending for two cores only slow both down (the subprocesses use one, support.ENV)
+    torch.set_num_threads(1)
 
 
 @pytest.fixture

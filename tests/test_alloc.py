@@ -81,6 +81,7 @@ F.conv2d(x, torch.randn(1, 8, 3, 3))
 def test_the_kernel_cache_size_takes_effect_and_a_users_choice_wins(preset):
     env = {k: v for k, v in os.environ.items() if "PRIMITIVE_CACHE" not in k}
     env["ONEDNN_VERBOSE"] = "profile_create"  # prints every kernel built or found cached
+    env["OMP_NUM_THREADS"] = "1"  # the kernels cached are the same; 1,100 convs 5x faster
     if preset:
         env["ONEDNN_PRIMITIVE_CACHE_CAPACITY"] = preset
     out = subprocess.run(
