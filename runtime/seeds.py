@@ -28,6 +28,10 @@ class Stream(enum.IntEnum):
     CORRELATION_RANDOM = 90  # the random ranking the correlation experiment compares with
     CORRUPTION = 91  # the corrupt experiment's corruptions (parts: arch, field, mode)
     ARCH_GRAD_RANDOM = 92  # the random changes the arch-grad experiment compares with
+    PROXY_INIT = 93  # the weights a zero-cost proxy scores a network with (runtime.proxies)
+    PROXY_BATCH = 94  # the training images a zero-cost proxy is computed on
+    GROUNDTRUTH_ARCH = 95  # bench/groundtruth.py: the index-th architecture (part: the index)
+    GROUNDTRUTH_TRAIN = 96  # bench/groundtruth.py: the seed of each training (part: repeat)
 
 
 def derive(seed: int, stream: Stream, *parts: int) -> int:
