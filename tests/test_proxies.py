@@ -20,6 +20,7 @@ from smashc.runtime import proxies
 from smashc.runtime.context import open_context
 from smashc.runtime.presets import DEMO_SPACE, PRESETS
 from smashc.runtime.sampler import Sampler
+from smashc.runtime.seeds import Stream, derive
 
 CHAIN = (
     "network chain { input 4 x 1 x 1 classes 2 "
@@ -208,6 +209,9 @@ def test_every_proxy_runs_and_is_deterministic(networks, name):
         assert fn(net, x, y, 5) == value, proxy
     # the seed draws the weights: another seed, other weights and another score
     assert proxies.synflow(net, x, y, 6) != proxies.synflow(net, x, y, 5)
+    torch.manual_seed(derive(5, Stream.PROXY_INIT))  # what a Network is scored with
+    gm = compiler.free_module(compiler.for_training(net))
+    assert proxies.snip(gm, x, y) == proxies.snip(net, x, y, 5)
     state = torch.random.get_rng_state()
     proxies.snip(net, x, y, 5)
     assert torch.equal(torch.random.get_rng_state(), state)  # the global stream is untouched
