@@ -1,9 +1,13 @@
 """The SMASH search space and its sampler: seeded random architectures as network objects.
 
-The distribution follows the reference implementation (see ``SearchSpace``): per block a
-budget fraction, a bank size that divides the block input (no input channel is dropped),
-then ops until the budget is spent, each reading a random subset of the banks written so
-far and adding into banks chosen with a preference for few extra writes.
+The distribution is the reference implementation's (its SMASH.py; SMASH-reference.md,
+"Sampling details"), rule by rule, each cited where it is drawn: per block a budget
+fraction and a bank size, then ops until the block's budget of input channels is spent,
+each reading a random subset of the banks written so far, drawing its output units near
+its input's, and adding into banks chosen with a preference for few extra writes. The one
+difference is a fix: bank sizes divide the block input, so no input channel is dropped
+(``bank_sizes``). ``tests/test_sampler_distribution.py`` compares the draws with an
+independent implementation of the reference's rules (``tests/reference_draw.py``).
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ class SearchSpace:
 
     unit: int = setting(8, count(1))  # N
     max_units: int = setting(64, count(1))  # N_max
-    # bottleneck = min(bottleneck * out, max_bottleneck * N_max)
+    # bottleneck = min(clip(cin // out, 1, bottleneck) * out, cin, max_bottleneck * N_max)
     bottleneck: int = setting(4, count(1))
     max_bottleneck: int = setting(2, count(1))
     depth_compression: int = setting(2, count(1))
@@ -80,9 +84,10 @@ class SearchSpace:
                     out.append(
                         f"block {b} has no bank size: its input ({cin} channels) must be a "
                         "multiple of a bank size (space.unit ... space.max_units, in steps of "
-                        f"space.unit), and space.max_block_widths ({self.max_block_widths[b]}) "
-                        f"and space.max_banks ({self.max_banks}) must leave room for one more "
-                        "bank"
+                        "space.unit; at least space.depth_compression banks of a size that is "
+                        "not a multiple of it), and space.max_block_widths "
+                        f"({self.max_block_widths[b]}) and space.max_banks ({self.max_banks}) "
+                        "must leave room for one more bank"
                     )
         if self.kernel_from > self.max_kernel:
             out.append(
@@ -113,26 +118,66 @@ class SearchSpace:
         )
 
 
+def read_step(sp: SearchSpace, bank_size: int) -> int:
+    """Read counts are multiples of this: the reference (SMASH.py) draws only multiples of
+    depth_compression where the bank size is not one (odd sizes read 2, 4, ... banks), so an
+    op's input fills whole slices of c."""
+    return 1 if bank_size % sp.depth_compression == 0 else sp.depth_compression
+
+
 def bank_sizes(sp: SearchSpace, b: int) -> list[int]:
-    """Block ``b``'s bank sizes (in units): those that divide its input and leave room,
-    under its width cap and ``max_banks``, for at least one bank beyond the input's."""
+    """Block ``b``'s bank sizes (in units), drawn uniformly as the reference draws its own.
+
+    The reference offers every size whose banks hold at least one read step of the input
+    (``read_step``) and drops the input channels that do not fill a whole bank (defect 3 in
+    SMASH-reference.md). smashc keeps only the sizes that divide the input, so nothing is
+    dropped; with the default space that narrows {1, 2, 3, 4, 6, 8}, {1..6, 8}, {1..8} to
+    {1, 2, 4, 8}, {1, 2, 3, 4, 6}, {1, 2, 7} (docs/search.md, "The search space"). A size
+    must also leave room, under the block's width cap and ``max_banks``, for one bank beyond
+    the input's (every size of the default space does)."""
     cin, cap = sp.block_inputs[b], sp.max_block_widths[b]
-    return [
-        s
-        for s in range(1, sp.max_units // sp.unit + 1)
-        if cin % (s * sp.unit) == 0
-        and min(sp.max_banks, cap // (s * sp.unit)) > cin // (s * sp.unit)
-    ]
+    out = []
+    for s in range(1, sp.max_units // sp.unit + 1):
+        width = s * sp.unit
+        inputs = cin // width
+        fits = cin % width == 0 and inputs >= read_step(sp, s)
+        if fits and min(sp.max_banks, cap // width) > inputs:
+            out.append(s)
+    return out
+
+
+def bottleneck_width(sp: SearchSpace, cin: int, out: int) -> int:
+    """The width of an op's 1x1 conv as the reference (SMASH.py, in the SMASH and the derived
+    network alike) sets it: the largest multiple of ``out`` not above ``cin``, clipped to
+    ``out`` .. ``bottleneck * out``, then cut to ``cin`` (an op reading fewer channels than
+    it outputs keeps them all: the paper's "1x1 convolution reducing the number of incoming
+    channels" never widens) and to ``max_bottleneck * N_max`` (the encoding's rows; the
+    reference also cuts it to its generated matrix's 64 columns, defect 1, smashc does not)."""
+    times = min(max(cin // out, 1), sp.bottleneck)
+    return min(times * out, cin, sp.max_bottleneck * sp.max_units)
+
+
+def _cdf(weights: list[float]) -> tuple[float, ...]:
+    """The cumulative distribution ``Generator.choice(n, p=w / sum(w))`` draws from,
+    computed as it computes it."""
+    p = np.asarray(weights, dtype=float)
+    cdf = (p / p.sum()).cumsum()
+    cdf /= cdf[-1]
+    return tuple(cdf.tolist())
 
 
 @functools.cache
 def _write_cdf(n: int) -> tuple[float, ...]:
-    """The cumulative distribution ``Generator.choice(n, p=p)`` draws from for the
-    ``exp(-extra)`` preference over ``n`` counts of extra writes, computed as it computes it."""
-    p = np.exp(-np.arange(n))
-    cdf = (p / p.sum()).cumsum()
-    cdf /= cdf[-1]
-    return tuple(cdf.tolist())
+    """The ``exp(-extra)`` preference over ``n`` counts of extra writes."""
+    return _cdf(np.exp(-np.arange(n)).tolist())
+
+
+@functools.cache
+def _units_cdf(bank_size: int, target: int, most: int) -> tuple[float, ...]:
+    """The reference's (SMASH.py) weights of G = bank_size, 2 bank_size, ... up to ``most``
+    units: 1 / (0.01 + 10 |G - target|), target = reads x bank size. Below the cap nearly
+    every draw takes the target; above it, G spreads over all the choices."""
+    return _cdf([1 / (0.01 + 10 * abs(g - target)) for g in range(bank_size, most + 1, bank_size)])
 
 
 @dataclass
@@ -152,25 +197,35 @@ class Sampler:
         self.rng.bit_generator.state = state
 
     # ``rng.choice`` costs 9-13 us a call (it converts and checks its arguments), a third of
-    # sampling an architecture. These two make the draws it makes (the same integer, the
-    # same uniform number), so every seed still gives the same architectures;
+    # sampling an architecture. These make the draws it makes (the same integer, the same
+    # uniform number), so every seed gives the architectures it would give with ``choice``;
     # ``tests/test_runtime.py`` compares them with ``rng.choice``.
     def _pick(self, options: tuple):
         """``rng.choice(options)``."""
         return options[int(self.rng.integers(0, len(options)))]
 
+    def _draw(self, cdf: tuple[float, ...]) -> int:
+        """``rng.choice(len(p), p=p)`` for the distribution whose ``_cdf`` is ``cdf``."""
+        return bisect.bisect_right(cdf, self.rng.random())
+
     def _extra_writes(self, n: int) -> int:
         """``rng.choice(n, p=exp(-arange(n)) / sum)``."""
-        return bisect.bisect_right(_write_cdf(n), self.rng.random())
+        return self._draw(_write_cdf(n))
 
     def _anneal(self, progress: float) -> tuple[float, int]:
-        t = min(1.0, max(0.0, 2 * progress))  # annealed over the first half
+        """The reference (SMASH.py) anneals both over the first half of training: the largest
+        budget fraction linearly, the largest kernel as 3 + int(t (7 - 3)) rounded up to an
+        odd size (5 from t = 1/4, 7 from t = 3/4)."""
+        t = min(1.0, max(0.0, 2 * progress))
         sp = self.space
         max_budget = sp.budget_from + t * (sp.budget_to - sp.budget_from)
-        kernel = sp.kernel_from + 2 * round(t * (sp.max_kernel - sp.kernel_from) / 2)
-        return max_budget, kernel
+        steps = int(t * (sp.max_kernel - sp.kernel_from))
+        return max_budget, sp.kernel_from + steps + steps % 2
 
     def _conv(self, max_kernel: int) -> arch.SmashConv:
+        """As the reference (SMASH.py) draws a conv: each kernel axis uniform over the odd
+        sizes 3 .. max_kernel, each dilation axis uniform over 1 .. 4 - (k - 1) / 2 (capped at
+        ``max_dilation``), groups uniform over the powers of two up to ``max_groups``."""
         rng, sp = self.rng, self.space
         kernels = tuple(range(3, max_kernel + 1, 2))
         ks = [self._pick(kernels) for _ in range(2)]
@@ -178,13 +233,27 @@ class Sampler:
         groups = self._pick(tuple(2**i for i in range(int(math.log2(sp.max_groups)) + 1)))
         return arch.SmashConv((ks[0], ks[1]), (dil[0], dil[1]), groups)
 
-    def _op(self, reads: int, bank_size: int, max_kernel: int) -> arch.SmashOp:
+    def _op(
+        self,
+        reads: int,
+        bank_size: int,
+        max_kernel: int,
+        units: int | None = None,
+        banks: int | None = None,
+    ) -> arch.SmashOp:
+        """An op reading ``reads`` banks of ``bank_size`` units. Its output units G are
+        drawn (``_units_cdf``) unless ``units`` gives them; ``banks``, the block's bank
+        count, caps G at what the block can hold (the reference's spaces never reach it)."""
         sp = self.space
-        g = bank_size * min(reads, sp.max_units // sp.unit // bank_size)  # whole banks
-        out = g * sp.unit
-        bottleneck = min(sp.bottleneck * out, sp.max_bottleneck * sp.max_units)
+        if units is None:
+            most = sp.max_units // sp.unit // bank_size * bank_size
+            if banks is not None:
+                most = min(most, banks * bank_size)
+            units = bank_size * (1 + self._draw(_units_cdf(bank_size, reads * bank_size, most)))
+        out = units * sp.unit
+        bottleneck = bottleneck_width(sp, reads * bank_size * sp.unit, out)
         active = (0,)
-        if sp.variable_ops:
+        if sp.variable_ops:  # the reference's five conv sets and their probabilities
             sets, probs = zip(*VARIABLE_OPS, strict=True)
             active = sets[int(self.rng.choice(len(sets), p=probs))]
         convs = tuple(self._conv(max_kernel) if p in active else None for p in range(4))
@@ -195,27 +264,45 @@ class Sampler:
         cin, cap = sp.block_inputs[b], sp.max_block_widths[b]
         bank_size = int(rng.choice(bank_sizes(sp, b)))
         width = bank_size * sp.unit
+        step = read_step(sp, bank_size)
+        # as many banks as the block's width cap holds, at most c's ``max_banks`` (the
+        # reference also caps them by a count from the budget fraction, which never binds
+        # in its space); the input fills the first ones
         n_banks = min(sp.max_banks, cap // width)
-        written = cin // width  # the input fills the first banks
-        budget = rng.uniform(0.3, max_budget) * sp.budgets[b]
+        written = cin // width
+        # The reference (SMASH.py) charges each op its input channels, counted in slices of
+        # c, against a budget of U(0.3, max) x the block's channel budget, and adds ops while
+        # the cheapest op (one read step) still fits. A block always has one op here, as the
+        # reference's budgets always afford one and smaller spaces may not.
+        slice_width = sp.depth_compression * sp.unit
+        budget = math.floor(rng.uniform(0.3, max_budget) * sp.budgets[b] / slice_width)
+        budget *= slice_width
         layers: list[arch.Layer] = []
-        spent = 0.0
-        while spent < budget or not layers:
-            n_reads = int(rng.integers(1, written + 1))
+        spent = 0
+        while budget - spent >= step * width or not layers:
+            # reads: a count uniform over the multiples of the read step up to the banks
+            # written so far, cut to what the budget has left, then a random subset of the
+            # written banks (the reference's draws)
+            n_reads = step * int(rng.integers(1, written // step + 1))
+            n_reads = min(n_reads, max(step, (budget - spent) // width // step * step))
             reads = tuple(sorted(int(r) for r in rng.choice(written, n_reads, replace=False)))
-            op = self._op(n_reads, bank_size, max_kernel)
+            op = self._op(n_reads, bank_size, max_kernel, banks=n_banks)
+            spent += n_reads * width
+            # writes, as the reference (SMASH.py) draws them: at least one bank per chunk of
+            # the output, at most max(written / 2, chunks), extra writes with weight
+            # exp(-extra); the banks among those written so far and the next `chunks` empty
+            # ones, the empty ones taken are filled in order
             chunks = op.out // width
-            most = n_banks  # every bank, written or the next empty ones
+            most = max(written // 2, chunks)
             n_writes = chunks + self._extra_writes(most - chunks + 1)
-            pool = min(n_banks, written + n_writes)
+            pool = written + min(chunks, n_banks - written)
             chosen = sorted(int(t) for t in rng.choice(pool, n_writes, replace=False))
-            new = [t for t in chosen if t >= written]  # empty banks are filled in order
+            new = [t for t in chosen if t >= written]
             writes = tuple(t for t in chosen if t < written) + tuple(
                 range(written, written + len(new))
             )
             written += len(new)
             layers.append(arch.Layer(f"b{b}_l{len(layers)}", reads, writes, (op,)))
-            spent += 2 * op.out  # calibrated: median 25 ops per net early, 37 late (reference)
         return arch.Block(f"block{b}", (width,) * written, tuple(layers), tuple(range(written)))
 
     def sample(self, progress: float = 1.0, name: str = "sampled") -> arch.Network:

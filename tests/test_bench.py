@@ -1,4 +1,5 @@
-"""The fast benchmark scripts run and print their figures (``make bench`` reads them).
+"""The fast benchmark scripts run and print their figures (``make bench`` reads those of the
+compile scripts; ``sampler.py`` compares the sampler's statistics with the reference's).
 
 No timing is checked, only that each script still works against the code it measures and
 reports what ``bench/run.py`` expects; the floor benchmark also asserts, as it runs, that
@@ -39,3 +40,12 @@ def test_compile_reports_every_stage_of_both_paths():
     assert not set(res["training"]) & {"parse", "expand"}
     for path in res.values():
         assert path["archs_per_s"] > 0
+
+
+def test_sampler_reports_both_draws_side_by_side():
+    res = figures("sampler.py", "--archs", "40")
+    assert set(res) == {"early", "late"}
+    for r in res.values():
+        assert "MACs" in r["tests"] and "bottleneck/cin" in r["tests"]
+        assert set(r["costs"]) >= {"smashc", "independent draw"}
+        assert r["histograms"] and all(0 <= h["smashc"] <= 1 for h in r["histograms"])

@@ -10,7 +10,7 @@ import numpy as np
 
 from smashc.compiler import arch
 from smashc.runtime.progress import note
-from smashc.runtime.sampler import Sampler, SearchSpace
+from smashc.runtime.sampler import Sampler, SearchSpace, bottleneck_width, read_step
 from smashc.runtime.seeds import Stream
 from smashc.runtime.strategies import register
 
@@ -20,22 +20,28 @@ PERTURB_TRIES = 100  # draws refinement makes for a perturbation it has not scor
 def perturb(
     net: arch.Network, space: SearchSpace, rng: np.random.Generator, p: float
 ) -> arch.Network:
-    """Each layer's op is redrawn with probability p, and so are its reads (from the banks
-    already holding data at that layer); writes and banks stay, so the result stays valid."""
+    """Each layer's op is redrawn with probability p, and so are its reads (as the sampler
+    draws them, from the banks already holding data at that layer); writes, banks and each
+    op's output units stay, so the result stays valid. The bottleneck follows the reads: the
+    sampler's rule (``bottleneck_width``) for the op's input and output."""
     sampler = Sampler(space, int(rng.integers(2**31)))
     blocks = []
     for b, blk in enumerate(net.blocks):
         width = blk.banks[0]
+        bank_size = width // space.unit
+        step = read_step(space, bank_size)
         written = space.block_inputs[b] // width
         layers = []
         for lay in blk.layers:
             op, reads = lay.ops[0], lay.reads
             if rng.random() < p:
-                n = int(rng.integers(1, written + 1))
+                n = step * int(rng.integers(1, written // step + 1))
                 reads = tuple(sorted(int(r) for r in rng.choice(written, n, replace=False)))
             if rng.random() < p:
-                new = sampler._op(len(reads), width // space.unit, space.max_kernel)
-                op = replace(new, out=op.out, bottleneck=op.bottleneck)
+                units = op.out // space.unit
+                op = sampler._op(len(reads), bank_size, space.max_kernel, units=units)
+            elif reads != lay.reads:
+                op = replace(op, bottleneck=bottleneck_width(space, len(reads) * width, op.out))
             layers.append(replace(lay, reads=reads, ops=(op,)))
             written = max(written, max(lay.writes) + 1)
         blocks.append(replace(blk, layers=tuple(layers)))
