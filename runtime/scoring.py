@@ -19,6 +19,7 @@ from smashc.runtime import precision, runs
 from smashc.runtime.context import RunContext
 from smashc.runtime.data import Batches, Subset
 from smashc.runtime.oneshot import Compiled, OneShot
+from smashc.runtime.progress import bar
 from smashc.runtime.seeds import Stream
 
 
@@ -163,8 +164,6 @@ class ScoreLog:
 def score_indices(scorer: Scorer, log: ScoreLog, indices, arch_of, desc: str = "scoring"):
     """The scores of the architectures ``indices`` (``arch_of(index)`` draws one), from
     ``log`` where it has them, else scored and added to it; by index."""
-    from smashc.runtime.progress import bar
-
     out = {}
     for i in bar(indices, desc=desc, unit="arch"):
         rec = log.get(i)

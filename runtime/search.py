@@ -24,7 +24,7 @@ def run_strategies(ctx: RunContext, scorer: Scorer, log: ScoreLog) -> list[Score
     """Every architecture the strategies of ``score.strategies`` propose, scored (or taken
     from ``log``), in the order they were proposed."""
     history: list[Scored] = []
-    start = 0
+    start, best = 0, float("inf")
     for name in ctx.cfg.score.strategies:
         strategy = strategies.get(name)
         budget = strategy.budget(ctx.cfg)
@@ -35,7 +35,7 @@ def run_strategies(ctx: RunContext, scorer: Scorer, log: ScoreLog) -> list[Score
                 rec = scorer.score(index, strategy.name, arch)
                 log.add(rec)
             history.append(rec)
-            best = min(s.error for s in history)
+            best = min(best, rec.error)
             bar.set_postfix(best_error=f"{best:.3f}", refresh=False)
             bar.update(1)
         bar.close()

@@ -38,13 +38,7 @@ def _fields(cls) -> dict[str, typing.Any]:
 
 def keys(cls) -> list[str]:
     """Every settable key of the config class ``cls``, in field order."""
-    out = []
-    for name, tp in _fields(cls).items():
-        if dataclasses.is_dataclass(tp):
-            out += [f"{name}.{k}" for k in keys(tp)]
-        else:
-            out.append(name)
-    return out
+    return [key for key, _, _ in leaves(cls)]
 
 
 def _optional(tp) -> tuple[typing.Any, bool]:

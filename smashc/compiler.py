@@ -36,7 +36,7 @@ from smashc.frontend.expand import expand
 from smashc.frontend.flatten import to_module
 from smashc.frontend.loader import Program, load_file, load_text
 from smashc.ir import IRGraph, lower
-from smashc.passes import TRAINING_PIPELINE, run_pipeline
+from smashc.passes import DEFAULT_PIPELINE, TRAINING_PIPELINE, run_pipeline
 from smashc.pipeline import compile_program
 
 __all__ = [
@@ -104,8 +104,6 @@ def for_training(source: Network | Program, overrides: Mapping[str, int] | None 
     network or a loaded program; SmashErrors carry the program's sources."""
     if isinstance(source, Program):
         return compile_program(source, overrides).ir
-    from smashc.passes import DEFAULT_PIPELINE
-
     return run_pipeline(lower(source), DEFAULT_PIPELINE).ir
 
 

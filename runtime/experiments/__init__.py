@@ -39,11 +39,11 @@ def register(name: str, help: str, presets: dict, run, show) -> Experiment:
     return EXPERIMENTS[name]
 
 
+from smashc.runtime.config import check_config as check  # noqa: E402
 from smashc.runtime.experiments import archgrad, correlation, corrupt  # noqa: E402, F401
 
 # the experiments' configs and presets, by the names callers know them by
 from smashc.runtime.experiments.archgrad import ARCH_GRAD, ArchGradConfig  # noqa: E402
-from smashc.runtime.experiments.common import check  # noqa: E402
 from smashc.runtime.experiments.correlation import (  # noqa: E402
     CORRELATION,
     LOW_BUDGET,

@@ -49,12 +49,6 @@ def preset(name: str, **score) -> SearchConfig:
     return replace(base, score=replace(base.score, refine=0, **score))
 
 
-def check(cfg) -> None:
-    """A SmashError (E0704, one diagnostic per setting) for each setting of the experiment
-    config ``cfg`` out of range, its search settings included."""
-    check_config(cfg)
-
-
 def fail(code: str, message: str, where: str | Path | None = None) -> SmashError:
     span = COMMAND_LINE if where is None else Span(str(where), 1, 1, 1, 1)
     return SmashError([error(code, message, span)])

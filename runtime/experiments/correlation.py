@@ -21,7 +21,7 @@ import numpy as np
 
 from smashc.compiler import to_text
 from smashc.runtime import runs
-from smashc.runtime.config import FinalTraining, SearchConfig
+from smashc.runtime.config import FinalTraining, SearchConfig, check_config
 from smashc.runtime.experiments import common, register
 from smashc.runtime.experiments.common import SCORES, fail, stats
 from smashc.runtime.experiments.trainings import train_all
@@ -162,7 +162,7 @@ def _reference_results(cfg: CorrelationConfig, ref: Path) -> dict[int, dict]:
 
 def run(cfg: CorrelationConfig, out: Path, name: str = "correlation") -> dict:
     """The correlation experiment; returns its summary (also written to summary.json)."""
-    common.check(cfg)
+    check_config(cfg)  # before --every is divided by below
     trained = -(-cfg.search.score.archs // cfg.every)
     if cfg.reference is None and trained < 3:
         raise fail(
@@ -237,6 +237,7 @@ def _knob_errors(cfg, ctx, model, picked: list[Scored], out: Path) -> dict[str, 
     scfg = ctx.cfg
     current = (scfg.score.bn_batches, scfg.score.z_samples)
     errors: dict[str, dict[int, float]] = {}
+    archs = {s.index: s.arch for s in picked}
     for variant, (bn, z) in _variants(cfg).items():
         if (bn, z) == current:
             errors[variant] = {s.index: s.error for s in picked}
@@ -245,7 +246,6 @@ def _knob_errors(cfg, ctx, model, picked: list[Scored], out: Path) -> dict[str, 
             ctx, cfg=replace(scfg, score=replace(scfg.score, bn_batches=bn, z_samples=z))
         )
         log = ScoreLog(out / f"scores_{variant.replace('+', '_')}.jsonl")
-        archs = {s.index: s.arch for s in picked}
         got = score_indices(
             Scorer(vctx, model), log, list(archs), archs.__getitem__, f"scoring ({variant})"
         )

@@ -27,8 +27,7 @@ def build_parser(full: bool = True) -> ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    compiler_only = bool(argv) and argv[0] in {"check", "fmt", "expand", "compile", "visualize"}
-    args = build_parser(full=not compiler_only).parse_args(argv)
+    args = build_parser(full=bool(argv) and argv[0] in running.COMMANDS).parse_args(argv)
     args.argv = argv
     try:
         return args.run(args)
