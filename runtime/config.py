@@ -59,6 +59,12 @@ def _strategies(v) -> bool:
     return isinstance(v, tuple) and 0 < len(v) == len(set(v)) and set(v) <= set(STRATEGIES)
 
 
+def _baselines(v) -> bool:
+    from smashc.runtime.baselines import BASELINES
+
+    return isinstance(v, tuple) and len(v) == len(set(v)) and set(v) <= set(BASELINES)
+
+
 @dataclass(frozen=True)
 class Scoring:
     """Ranking architectures by their validation error with generated weights."""
@@ -123,6 +129,18 @@ class FinalTraining:
     nesterov: bool = setting(True)
     weight_decay: float = setting(1e-4, number(0))
     train_images: int | None = setting(None, optional_count(1))  # None: the whole split
+    # what a search trains beside its winner with this recipe (runtime.baselines)
+    baselines: tuple[str, ...] = setting(
+        (),
+        Rule(_baselines, "distinct baselines (random, resnet20)"),
+        Flag(
+            "--no-baselines",
+            (SEARCH,),
+            "skip the baselines trained beside the winner (final.baselines)",
+            store_true=True,
+            convert=lambda _: (),
+        ),
+    )
 
     def cross_checks(self) -> list[str]:
         if self.nesterov and self.momentum == 0:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from smashc.runtime import artifacts, plots, progress, runs, strategies
+from smashc.runtime import artifacts, baselines, plots, progress, runs, strategies
 from smashc.runtime.config import SearchConfig
 from smashc.runtime.context import RunContext, open_run
 from smashc.runtime.final import train_final
@@ -45,7 +45,8 @@ def run_strategies(ctx: RunContext, scorer: Scorer, log: ScoreLog) -> list[Score
 
 def search(cfg: SearchConfig, out: Path, resume: bool = False, final: bool = True) -> dict:
     """HyperNet training, scoring, ranking and (unless ``final`` is False) the final
-    training of the winner. Returns a summary with the paths of the main outputs."""
+    training of the winner and of the baselines beside it (``final.baselines``). Returns
+    a summary with the paths of the main outputs."""
     ctx = open_run(cfg, out, resume)
     if not resume:  # a fresh run never reuses or leaves behind another run's results
         artifacts.clear_run(out)
@@ -69,5 +70,6 @@ def search(cfg: SearchConfig, out: Path, resume: bool = False, final: bool = Tru
     if final:
         result = train_final(ctx, winner.arch, out / "final", resume=resume)
         summary.update(final_test_accuracy=result["test_acc"], final_dir=str(out / "final"))
+        summary["baselines"] = baselines.train_baselines(ctx, out, resume)
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     return summary

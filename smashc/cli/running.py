@@ -76,6 +76,11 @@ def cmd_search(args: argparse.Namespace) -> int:
             f"final test accuracy: {summary['final_test_accuracy']:.4f} "
             f"(model, curves, metrics in {summary['final_dir']})"
         )
+    for name, b in summary.get("baselines", {}).items():
+        print(
+            f"  baseline {name + ':':<10} {b['test_accuracy']:.4f} test accuracy, same recipe "
+            f"({b['params']:,} parameters; {b['dir']})"
+        )
     return 0
 
 
