@@ -30,7 +30,7 @@ PRESETS: dict[str, SearchConfig] = {
         hypernet=HyperNetConfig(stem_channels=7, blocks=(3, 3, 2), growth=8),
         train=SmashTraining(epochs=3, batch_size=64, steps_per_epoch=150),
         score=Scoring(archs=40, val_images=1000, refine=5),
-        final=FinalTraining(epochs=4, batch_size=64, lr=0.05, baselines=("random", "resnet20")),
+        final=FinalTraining(epochs=3, batch_size=64, lr=0.05, baselines=("random", "resnet20")),
     ),
     # Seconds, not minutes: for tests and for trying the pipeline out.
     "smoke": SearchConfig(
