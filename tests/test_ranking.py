@@ -1,9 +1,9 @@
 """The ranking benchmark (``smashc experiment ranking``) and the ground-truth reader behind it.
 
-The ground truth here is made up on purpose: architectures of the smoke space whose "true"
-error falls with their parameter count, so the statistics of the ``params`` predictor are
-known exactly (rho = tau = 1, every top architecture found, the best one picked), and a
-second training with its order partly shuffled gives a known noise ceiling. Then: the
+The ground truth here is made up on purpose (``synthetic_truth.py``): the "true" error
+falls with the parameter count, so the statistics of the ``params`` predictor are known
+exactly (rho = tau = 1, every top architecture found, the best one picked), and a second
+training with its order partly shuffled gives a known noise ceiling. Then: the
 held-out part, resuming without rescoring, and every damaged or unfitting file as an E0730
 at its line.
 """
@@ -12,56 +12,25 @@ from __future__ import annotations
 
 import csv
 import json
-from dataclasses import asdict, replace
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from scipy import stats
 from smash_space import one_thread  # noqa: F401 (autouse)
+from synthetic_truth import SPACE, recipe, write_truth
 
-from smashc import compiler
 from smashc.cli import main
-from smashc.runtime import groundtruth, runs
-from smashc.runtime.context import open_context
+from smashc.runtime import groundtruth
 from smashc.runtime.groundtruth import top_recall
-from smashc.runtime.presets import PRESETS
-from smashc.runtime.sampler import Sampler
 from smashc.runtime.scoring import Scorer
 
-SMOKE = PRESETS["smoke"]
-SPACE = open_context(SMOKE).cfg.space  # the smoke space with the synthetic data's input
 N = 12
-
-
-def _record(i: int, net, errors: list[float], recipe: dict) -> dict:
-    params, macs = compiler.totals(compiler.for_training(net))
-    runs_ = [{"repeat": k, "val_error": e, "test_error": e + 0.01} for k, e in enumerate(errors)]
-    return {"index": i, "name": net.name, "smash": compiler.to_text(net), "params": params,
-            "macs": macs, "runs": runs_, "seconds": 1.0, "recipe": recipe}  # fmt: skip
-
-
-def _recipe(space=SPACE) -> dict:
-    final = asdict(SMOKE.final)
-    return runs.as_json({"dataset": "synthetic", "seed": 0, "space": asdict(space), "final": final})
 
 
 @pytest.fixture(scope="module")
 def truth_file(tmp_path_factory) -> Path:
-    """N architectures whose error falls with their parameter count; the second training
-    swaps some neighbouring pairs, by less than the first sets them apart."""
-    nets = [Sampler(SPACE, 100 + i).sample(1.0, name=f"arch{i:03d}") for i in range(N)]
-    size = [compiler.totals(compiler.for_training(n))[0] for n in nets]
-    assert len(set(size)) == N, "the test needs distinct parameter counts"
-    order = sorted(range(N), key=lambda i: -size[i])  # biggest first: lowest error
-    first = {i: 0.10 + 0.02 * r for r, i in enumerate(order)}
-    second = dict(first)
-    for r in range(0, N - 1, 4):  # the second training swaps these pairs, their mean does not
-        second[order[r]] += 0.015
-        second[order[r + 1]] -= 0.01
-    path = tmp_path_factory.mktemp("gt") / "gt.jsonl"
-    lines = [_record(i, nets[i], [first[i], second[i]], _recipe()) for i in range(N)]
-    path.write_text("".join(json.dumps(r) + "\n" for r in lines), encoding="utf-8")
-    return path
+    return write_truth(tmp_path_factory.mktemp("gt") / "gt.jsonl", N)
 
 
 def _run(argv, capsys):
@@ -200,7 +169,7 @@ def test_damaged_groundtruth_is_located(tmp_path, truth_file, capsys, edit, mess
 
 
 def test_unfitting_or_missing_groundtruth(tmp_path, truth_file, capsys):
-    other = _damaged(tmp_path, truth_file, lambda recs: [r.update(recipe=_recipe(
+    other = _damaged(tmp_path, truth_file, lambda recs: [r.update(recipe=recipe(
         replace(SPACE, max_kernel=3))) for r in recs])  # fmt: skip
     base = ["experiment", "ranking", "--preset", "smoke", "--out", tmp_path / "out"]
     code, _, err = _run([*base, "--groundtruth", other], capsys)

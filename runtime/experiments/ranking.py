@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -176,11 +177,15 @@ def run(cfg: RankingConfig, out: Path) -> dict:
     _check_space(truth, ctx.cfg)
     common.start(out, cfg.to_json())
     ctx = replace(ctx, out=out)
+    seconds, t = {}, time.perf_counter()
     try:
         if model is None:
             model = common.smash_model(ctx, out)
+        seconds["smash"], t = time.perf_counter() - t, time.perf_counter()
         smash = _smash_errors(ctx, model, part, out)
+        seconds["scoring"], t = time.perf_counter() - t, time.perf_counter()
         values = _proxy_values(ctx, cfg, part)
+        seconds["proxies"] = time.perf_counter() - t
     except KeyboardInterrupt:
         raise runs.Interrupted from None
 
@@ -212,6 +217,8 @@ def run(cfg: RankingConfig, out: Path) -> dict:
         "top_fraction": cfg.top_fraction,
         "predictors": rows,
         "hypernet_params": sum(p.numel() for p in model.hypernet.parameters()),
+        # this invocation's (a SMASH training or score read back costs almost nothing)
+        "seconds": seconds,
         "files": {k: str(v) for k, v in files.items()} | {"config": str(out / "config.json")},
     }
     common.write_json(out / f"summary{tag}.json", summary)
