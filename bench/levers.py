@@ -35,7 +35,11 @@ TRAINED: dict[str, tuple[str, list[str]]] = {
     "steps-1350": ("9 epochs (1,350 steps)", ["--epochs", "9"]),
     "steps-4050": ("27 epochs (4,050 steps, about 30 minutes)", ["--epochs", "27"]),
     "meta-4": ("meta-batch k = 4 (450 steps, 4x the work)", ["--set", "search.train.meta_batch=4"]),
-    "meta-8": ("meta-batch k = 8 (450 steps, 8x the work)", ["--set", "search.train.meta_batch=8"]),
+    # 113 steps fill a data epoch at k = 8 (906 batches of 64): 4 epochs are 452 steps
+    "meta-8": (
+        "meta-batch k = 8 (452 steps, 8x the work)",
+        ["--set", "search.train.meta_batch=8", "--epochs", "4"],
+    ),
 }
 SCORED: dict[str, tuple[str, list[str]]] = {
     "val-250": ("scored on 250 validation images", ["--set", "search.score.val_images=250"]),
