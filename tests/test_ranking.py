@@ -83,7 +83,7 @@ def test_ranking_reports_known_statistics(ranked, truth_file):
         table = list(csv.DictReader(f))
     assert [int(r["index"]) for r in table] == [t.index for t in truth.archs]
     smash = [float(r["smash_error"]) for r in table]
-    true = [float(r["true_error"]) for r in table]
+    true = [float(r["val_error"]) for r in table]
     assert rows["smash"]["spearman"]["value"] == pytest.approx(
         stats.spearmanr(smash, true).statistic, abs=1e-3
     )
@@ -111,6 +111,13 @@ def test_heldout_part_and_resume_without_rescoring(ranked, capsys, monkeypatch):
     assert (out / "ranking-heldout.csv").is_file()
     tuning = json.loads((out / "summary.json").read_text(encoding="utf-8"))
     assert tuning["part"] == "tuning"  # the tuning part's report is kept beside it
+    code, _, err = _run([*argv, "--truth", "test"], capsys)
+    assert code == 0, err
+    test = json.loads((out / "summary-test.json").read_text(encoding="utf-8"))
+    assert test["truth"] == "test" and test["archs"] == 9
+    # the made-up test errors are the validation errors + 0.01: the same order
+    assert test["predictors"]["params"]["spearman"]["value"] == pytest.approx(1.0)
+    assert test["best_true_error"] == pytest.approx(tuning["best_true_error"] + 0.01)
 
 
 def _damaged(tmp_path, truth_file, edit) -> Path:

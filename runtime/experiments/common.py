@@ -36,7 +36,7 @@ CHECKPOINT_FLAG = Flag(
     "a trained SMASH network (smashc search's OUT/checkpoint.pt) instead of training one",
     "PATH",
 )
-IGNORED = ("jobs", "knobs", "heldout", "groundtruth")  # change no result kept in the folder
+IGNORED = ("jobs", "knobs", "heldout", "groundtruth", "truth")  # change no kept result
 
 
 def preset(name: str, **score) -> SearchConfig:
