@@ -46,6 +46,18 @@ class SmashTraining:
         100, count(1), Flag("--epochs", _SMASH_TRAINED, "HyperNet training epochs", "E")
     )
     batch_size: int = setting(50, count(1))
+    # architectures per optimiser step (and per process in a distributed run), each on its
+    # own batch, their gradients averaged (runtime.metabatch)
+    meta_batch: int = setting(
+        1,
+        count(1),
+        Flag(
+            "--meta-batch",
+            _SMASH_TRAINED,
+            "HyperNet training: architectures per optimiser step (per process), K",
+            "K",
+        ),
+    )
     lr: float = setting(1e-3, positive())
     betas: tuple[float, float] = setting((0.5, 0.999), pair(number(0, 1)))
     eps: float = setting(1e-4, positive())
