@@ -114,7 +114,7 @@ class _HyperNetTraining:
     def __init__(self, ctx: RunContext, model: OneShot, out: Path, pool) -> None:
         t = ctx.cfg.train
         self.ctx, self.model, self.pool = ctx, model, pool
-        self.rank, self.world = 0, 1
+        self.rank, self.world = ctx.group.rank, ctx.group.world
         self.k = t.meta_batch  # architectures per process and step
         self.meta = self.k * self.world  # architectures per step
         self.log = out / "train.jsonl"
@@ -151,14 +151,23 @@ class _HyperNetTraining:
             "model": self.model.state_dict(),
             "opt": self.opt.state_dict(),
             "sched": self.sched.state_dict(),
+            "meta": self.meta,
         }
 
     def restore(self, state: dict) -> None:
         self.model.load_state_dict(state["model"])
         self.opt.load_state_dict(state["opt"])
         self.sched.load_state_dict(state["sched"])
+        meta = state.get("meta", self.meta)
+        if meta != self.meta:  # saved with another world size: go on from the same batch
+            state["step"] = min(state["step"] * meta // self.meta, self.per_epoch)
+            self.sched.last_epoch = state["epoch"] * self.per_epoch + state["step"]
+            for group, lr in zip(self.opt.param_groups, self.sched.get_lr(), strict=True):
+                group["lr"] = lr
 
     def start(self, epoch: int, step: int, resumed: bool) -> None:
+        if not self.ctx.group.main:
+            return
         if not resumed:
             self.log.unlink(missing_ok=True)
             return
@@ -198,11 +207,19 @@ class _HyperNetTraining:
             for (x, y), c, a in zip(batch, compiled, self._slots(g), strict=True)
         ]
         value, acc = metabatch.step(
-            self.model, items, self.opt, self.sched, self.ctx.precision, self.ctx.device
+            self.model,
+            items,
+            self.opt,
+            self.sched,
+            self.ctx.precision,
+            self.ctx.device,
+            self.ctx.group,
         )
         if not math.isfinite(value):
             return value, {}  # the loop stops with E0708
         rate = (step + 1 - self.first) / (time.perf_counter() - self.started)
+        if not self.ctx.group.main:
+            return value, {}
         runs.append_jsonl(
             self.log,
             {
@@ -236,7 +253,7 @@ def train_smash(ctx: RunContext, out: Path, resume: bool) -> OneShot:
     training = _HyperNetTraining(ctx, model, out, pool)
     model.train()
     try:
-        loop.run(training.plan(), training, out / "checkpoint.pt", resume, ctx.device)
+        loop.run(training.plan(), training, out / "checkpoint.pt", resume, ctx.device, ctx.group)
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
     return model
