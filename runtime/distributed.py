@@ -178,12 +178,13 @@ def join(device: torch.device) -> tuple[Group, torch.device]:
         )
         dist.barrier()  # every rank is there, or the timeout says which is not
     except (RuntimeError, ValueError, OSError) as exc:
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        first = str(exc).splitlines()[0].rstrip(".") if str(exc) else type(exc).__name__
         where = f"{os.environ['MASTER_ADDR']}:{os.environ['MASTER_PORT']}"
         raise _fail(
             "E0752",
             f"rank {group.rank} of {group.world} could not reach the others at {where} "
-            f"within {wait:g} s ({first}): check that every node runs the same command "
+            f"({first}; {TIMEOUT_VARIABLE} is {wait:g} s): check that every node runs "
+            "the same command "
             "with the same --nnodes, --nproc-per-node and rendezvous address, that the "
             f"address and port are reachable from every node, or raise {TIMEOUT_VARIABLE}",
         ) from None
