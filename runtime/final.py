@@ -14,6 +14,7 @@ statistics to the others at each forward. Rank 0 writes everything.
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import torch
@@ -99,6 +100,9 @@ class _FinalTraining:
         self.evaluated = net  # the network itself, not a DDP wrapper around it
         if ctx.group.world > 1:
             ids = [ctx.device] if ctx.device.type == "cuda" else None
+            # conv weights in channels_last (fast_module's layout) get gradients in that
+            # layout, which DDP copies into its contiguous buckets; it warns of the copy
+            warnings.filterwarnings("ignore", "Grad strides do not match bucket view strides")
             self.net = torch.nn.parallel.DistributedDataParallel(net, device_ids=ids)
         train = ctx.train
         if fc.train_images is not None and fc.train_images < len(train):

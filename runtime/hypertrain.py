@@ -161,9 +161,12 @@ class _HyperNetTraining:
         meta = state.get("meta", self.meta)
         if meta != self.meta:  # saved with another world size: go on from the same batch
             state["step"] = min(state["step"] * meta // self.meta, self.per_epoch)
-            self.sched.last_epoch = state["epoch"] * self.per_epoch + state["step"]
-            for group, lr in zip(self.opt.param_groups, self.sched.get_lr(), strict=True):
-                group["lr"] = lr
+            g = self.sched.last_epoch = state["epoch"] * self.per_epoch + state["step"]
+            lambdas = self.sched.lr_lambdas
+            for group, base, f in zip(
+                self.opt.param_groups, self.sched.base_lrs, lambdas, strict=True
+            ):
+                group["lr"] = base * f(g)
 
     def start(self, epoch: int, step: int, resumed: bool) -> None:
         if not self.ctx.group.main:
