@@ -7,11 +7,13 @@ started with ``torch.distributed.run --standalone``):
   rendezvous address (E0751), a rendezvous nobody answers (E0752, after the timeout);
 * (slow) a ``--preset smoke`` search on 2 ranks ranks as one process with a meta-batch of
   2 does; its final training exports a model that loads in a fresh interpreter; a 2-rank
-  run whose rank 1 is SIGKILLed mid-training, resumed, ends with the same ranking.
+  run whose rank 1 is SIGKILLed mid-training, resumed, ends with the same ranking;
+  ``bench/distributed.py`` runs and reports both layouts (no timing is checked).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -151,3 +153,16 @@ def test_a_two_rank_run_killed_mid_training_resumes_to_the_same_ranking(two_rank
     assert (out / "train.jsonl").exists()
     steps = [r["global_step"] for r in runs.read_jsonl(out / "train.jsonl")]
     assert steps == list(range(24))
+
+
+@pytest.mark.slow
+def test_the_distributed_benchmark_reports_both_layouts():
+    cmd = [sys.executable, str(ROOT / "bench" / "distributed.py"), "--modes", "1x2,2x1"]
+    cmd += ["--steps", "1", "--warmup", "0", "--preset", "smoke", "--batch", "16", "--json"]
+    proc = subprocess.run(cmd, cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    res = json.loads(proc.stdout.splitlines()[-1])
+    assert set(res) == {"1x2", "2x1"}
+    for r in res.values():
+        assert r["arch_steps_per_s"] > 0 and r["images_per_s"] == 16 * r["arch_steps_per_s"]
+    assert res["1x2"]["comm_share"] is None and 0 < res["2x1"]["comm_share"] < 1
