@@ -4,7 +4,8 @@ started with ``torch.distributed.run --standalone``):
 * one HyperNet step on 2 ranks leaves the weights and BN statistics one process leaves
   after a step on a meta-batch of the same two architectures and batches (allclose);
 * a bad process-group setting is a located error, not a hang: WORLD_SIZE without the
-  rendezvous address (E0751), a rendezvous nobody answers (E0752, after the timeout);
+  rendezvous address (E0751), a rendezvous nobody answers (E0752, after the timeout), a
+  final batch the ranks cannot share (E0753), an experiment under torchrun (E0754);
 * (slow) a ``--preset smoke`` search on 2 ranks ranks as one process with a meta-batch of
   2 does; its final training exports a model that loads in a fresh interpreter; a 2-rank
   run whose rank 1 is SIGKILLed mid-training, resumed, ends with the same ranking;
@@ -84,6 +85,31 @@ def test_a_rendezvous_nobody_answers_times_out_with_an_error(tmp_path):
         "<command line>:1:1: error[E0752]: rank 1 of 2 could not reach the others at 127.0.0.1:9 ("
     ), proc.stderr
     assert "SMASHC_INIT_TIMEOUT is 1 s): check that every node runs the same command" in last
+
+
+def test_a_final_batch_not_divisible_by_the_ranks_is_an_error(tmp_path):
+    proc = smashc(
+        "search", "--preset", "smoke", "--device", "cpu", "--nproc", "2",
+        "--set", "final.batch_size=33", "--out", tmp_path / "run",
+    )  # fmt: skip
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert (
+        "<command line>:1:1: error[E0753]: final.batch_size 33 must be a multiple of the 2 "
+        "processes: each trains on its 1/2 of every batch"
+    ) in proc.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def test_an_experiment_refuses_a_process_group(tmp_path):
+    cmd = [sys.executable, "-m", "smashc", "experiment", "correlation", "--preset", "smoke"]
+    proc = subprocess.run(
+        [*cmd, "--out", str(tmp_path / "x")],
+        cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert proc.stderr.startswith(
+        "<command line>:1:1: error[E0754]: smashc experiment runs in one process"
+    ), proc.stderr
 
 
 # --- (slow) whole searches on 2 ranks -------------------------------------------------------

@@ -10,7 +10,6 @@ import functools
 import json
 import os
 import shlex
-import subprocess
 import sys
 from pathlib import Path
 
@@ -66,6 +65,20 @@ def _without_nproc(argv: list[str]) -> list[str]:
     return out
 
 
+def _launch(nproc: int, argv: list[str]) -> int:
+    """``torch.distributed.run --standalone --nproc-per-node nproc -m smashc ARGV``, in this
+    process; 1 when a process failed (each prints its own error)."""
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.run import get_args_parser, run
+
+    launch = ["--standalone", f"--nproc-per-node={nproc}", "--module", "smashc", *argv]
+    try:
+        run(get_args_parser().parse_args(launch))
+    except ChildFailedError:
+        return 1
+    return 0
+
+
 def _in_group(cmd):
     """A run command as one process of a process group: ``--nproc N`` (above 1) starts N of
     them on this machine through ``torch.distributed.run`` and waits for them; a process
@@ -80,9 +93,7 @@ def _in_group(cmd):
             msg = f"--nproc must be at least 1, got {args.nproc}"
             return report(SmashError([error("E0704", msg, Span("<command line>", 1, 1, 1, 1))]))
         if args.nproc > 1 and not distributed.requested():
-            torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
-            argv = [*torchrun, f"--nproc-per-node={args.nproc}", "-m", "smashc"]
-            return subprocess.run([*argv, *_without_nproc(args.argv)], check=False).returncode
+            return _launch(args.nproc, _without_nproc(args.argv))
         quiet = os.environ.get("RANK", "0") != "0"
         try:
             with open(os.devnull, "w") if quiet else contextlib.nullcontext(sys.stdout) as out:
