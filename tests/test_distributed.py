@@ -4,11 +4,12 @@ started with ``torch.distributed.run --standalone``):
 * one HyperNet step on 2 ranks leaves the weights and BN statistics one process leaves
   after a step on a meta-batch of the same two architectures and batches (allclose);
 * a bad process-group setting is a located error, not a hang: WORLD_SIZE without the
-  rendezvous address (E0751), a rendezvous nobody answers (E0752, after the timeout), a
-  final batch the ranks cannot share (E0753), an experiment under torchrun (E0754);
+  rendezvous address (E0751), a rendezvous nobody answers (E0752, after the timeout), an
+  experiment under torchrun (E0754), (slow) a final batch the ranks cannot share (E0753);
 * (slow) a ``--preset smoke`` search on 2 ranks ranks as one process with a meta-batch of
   2 does; its final training exports a model that loads in a fresh interpreter; a 2-rank
-  run whose rank 1 is SIGKILLed mid-training, resumed, ends with the same ranking;
+  run whose rank 1 is SIGKILLed mid-training, resumed, ends with the same ranking, and
+  resumed on one process goes on to the end;
   ``bench/distributed.py`` runs and reports both layouts (no timing is checked).
 """
 
@@ -87,6 +88,7 @@ def test_a_rendezvous_nobody_answers_times_out_with_an_error(tmp_path):
     assert "SMASHC_INIT_TIMEOUT is 1 s): check that every node runs the same command" in last
 
 
+@pytest.mark.slow
 def test_a_final_batch_not_divisible_by_the_ranks_is_an_error(tmp_path):
     proc = smashc(
         "search", "--preset", "smoke", "--device", "cpu", "--nproc", "2",
@@ -154,9 +156,9 @@ def _rank_pid(parent: int, rank: int) -> int | None:
     return None
 
 
-@pytest.mark.slow
-def test_a_two_rank_run_killed_mid_training_resumes_to_the_same_ranking(two_ranks, tmp_path):
-    out = tmp_path / "run"
+def _killed_mid_training(out: Path) -> None:
+    """A 2-rank search into ``out`` whose rank 1 is SIGKILLed in the second epoch (after the
+    first epoch's checkpoint); torchrun ends the job."""
     cmd = [*TORCHRUN, "-m", "smashc", "search", *SEARCH, *STEPS, "--out", str(out)]
     proc = subprocess.Popen(
         cmd, cwd=ROOT, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
@@ -174,11 +176,28 @@ def test_a_two_rank_run_killed_mid_training_resumes_to_the_same_ranking(two_rank
     assert proc.wait(timeout=120) != 0 and killed, "rank 1 should have been killed mid-run"
     assert not (out / "ranking.csv").exists()
     assert runs.read_jsonl(log)[-1]["global_step"] < 23
+
+
+@pytest.mark.slow
+def test_a_two_rank_run_killed_mid_training_resumes_to_the_same_ranking(two_ranks, tmp_path):
+    out = tmp_path / "run"
+    _killed_mid_training(out)
     ok(_torchrun("-m", "smashc", "search", *SEARCH, *STEPS, "--out", out, "--resume"))
     assert (out / "ranking.csv").read_text() == (two_ranks / "ranking.csv").read_text()
-    assert (out / "train.jsonl").exists()
     steps = [r["global_step"] for r in runs.read_jsonl(out / "train.jsonl")]
     assert steps == list(range(24))
+
+
+@pytest.mark.slow
+def test_a_two_rank_run_resumed_on_one_process_goes_on_from_the_same_batch(tmp_path):
+    out = tmp_path / "run"
+    _killed_mid_training(out)
+    ok(smashc("search", *SEARCH, *STEPS, "--out", out, "--resume"))
+    # it goes on from the first epoch's checkpoint, one architecture per step: the log
+    # keeps the 6 steps before it and the rest follows in the new numbering
+    steps = [r["global_step"] for r in runs.read_jsonl(out / "train.jsonl")]
+    assert steps == list(range(24))
+    assert (out / "ranking.csv").exists() and (out / "final" / "final.json").exists()
 
 
 @pytest.mark.slow
