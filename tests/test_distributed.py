@@ -9,7 +9,8 @@ started with ``torch.distributed.run --standalone``):
 * (slow) a ``--preset smoke`` search on 2 ranks ranks as one process with a meta-batch of
   2 does; its final training exports a model that loads in a fresh interpreter; a 2-rank
   run whose rank 1 is SIGKILLed mid-training, resumed, ends with the same ranking, and
-  resumed on one process goes on to the end;
+  resumed on one process goes on to the end; one stopped by SIGTERM saves the step where
+  both ranks stopped and resumes to the same ranking;
   ``bench/distributed.py`` runs and reports both layouts (no timing is checked).
 """
 
@@ -156,24 +157,28 @@ def _rank_pid(parent: int, rank: int) -> int | None:
     return None
 
 
-def _killed_mid_training(out: Path) -> None:
-    """A 2-rank search into ``out`` whose rank 1 is SIGKILLed in the second epoch (after the
-    first epoch's checkpoint); torchrun ends the job."""
+def _stopped_mid_training(out: Path, kill: bool) -> None:
+    """A 2-rank search into ``out`` stopped in the second epoch (after the first epoch's
+    checkpoint): its rank 1 SIGKILLed (``kill``; torchrun ends the job), or SIGTERM to
+    torchrun, which hands it to both ranks."""
     cmd = [*TORCHRUN, "-m", "smashc", "search", *SEARCH, *STEPS, "--out", str(out)]
     proc = subprocess.Popen(
         cmd, cwd=ROOT, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
-    log, killed = out / "train.jsonl", False
+    log, stopped = out / "train.jsonl", False
     deadline = time.monotonic() + 200
     while proc.poll() is None and time.monotonic() < deadline:
         steps = [r["global_step"] for r in runs.read_jsonl(log)] if log.exists() else []
         pid = _rank_pid(proc.pid, 1)
         if steps and steps[-1] >= 8 and pid is not None:  # in epoch 2, after a checkpoint
-            os.kill(pid, signal.SIGKILL)
-            killed = True
+            if kill:
+                os.kill(pid, signal.SIGKILL)
+            else:
+                proc.send_signal(signal.SIGTERM)
+            stopped = True
             break
         time.sleep(0.02)
-    assert proc.wait(timeout=120) != 0 and killed, "rank 1 should have been killed mid-run"
+    assert proc.wait(timeout=120) != 0 and stopped, "the run should have been stopped mid-run"
     assert not (out / "ranking.csv").exists()
     assert runs.read_jsonl(log)[-1]["global_step"] < 23
 
@@ -181,7 +186,19 @@ def _killed_mid_training(out: Path) -> None:
 @pytest.mark.slow
 def test_a_two_rank_run_killed_mid_training_resumes_to_the_same_ranking(two_ranks, tmp_path):
     out = tmp_path / "run"
-    _killed_mid_training(out)
+    _stopped_mid_training(out, kill=True)
+    ok(_torchrun("-m", "smashc", "search", *SEARCH, *STEPS, "--out", out, "--resume"))
+    assert (out / "ranking.csv").read_text() == (two_ranks / "ranking.csv").read_text()
+    steps = [r["global_step"] for r in runs.read_jsonl(out / "train.jsonl")]
+    assert steps == list(range(24))
+
+
+@pytest.mark.slow
+def test_a_two_rank_run_stopped_by_sigterm_saves_its_step_and_resumes_exactly(two_ranks, tmp_path):
+    out = tmp_path / "run"
+    _stopped_mid_training(out, kill=False)
+    state = torch.load(out / "checkpoint.pt", weights_only=True)
+    assert state["epoch"] == 1 and state["step"] > 0  # where the ranks agreed to stop
     ok(_torchrun("-m", "smashc", "search", *SEARCH, *STEPS, "--out", out, "--resume"))
     assert (out / "ranking.csv").read_text() == (two_ranks / "ranking.csv").read_text()
     steps = [r["global_step"] for r in runs.read_jsonl(out / "train.jsonl")]
@@ -191,7 +208,7 @@ def test_a_two_rank_run_killed_mid_training_resumes_to_the_same_ranking(two_rank
 @pytest.mark.slow
 def test_a_two_rank_run_resumed_on_one_process_goes_on_from_the_same_batch(tmp_path):
     out = tmp_path / "run"
-    _killed_mid_training(out)
+    _stopped_mid_training(out, kill=True)
     ok(smashc("search", *SEARCH, *STEPS, "--out", out, "--resume"))
     # it goes on from the first epoch's checkpoint, one architecture per step: the log
     # keeps the 6 steps before it and the rest follows in the new numbering
