@@ -29,7 +29,7 @@ from smashc.runtime.scoring import Scored, ScoreLog, Scorer
 def _scored(ctx: RunContext, scorer: Scorer, log: ScoreLog, name: str, chunk) -> list[Scored]:
     """The scores of ``chunk``'s proposals (index, architecture), from ``log`` where it has
     them; in a process group the ``j``-th is scored by rank ``j % world`` and every rank
-    gets them all. Rank 0 adds the new ones to ``log``."""
+    gets them all. The new ones are added to ``log`` (which rank 0 alone writes)."""
     g = ctx.group
     mine = {}
     for j, (index, arch) in enumerate(chunk):
