@@ -114,7 +114,7 @@ class _HyperNetTraining:
     def __init__(self, ctx: RunContext, model: OneShot, out: Path, pool) -> None:
         t = ctx.cfg.train
         self.ctx, self.model, self.pool = ctx, model, pool
-        self.rank, self.world = 0, 1
+        self.rank, self.world = ctx.group.rank, ctx.group.world
         self.k = t.meta_batch  # architectures per process and step
         self.meta = self.k * self.world  # architectures per step
         self.log = out / "train.jsonl"
@@ -122,15 +122,20 @@ class _HyperNetTraining:
         self.data = ctx.batches(
             ctx.train, t.batch_size, Stream.SMASH_BATCHES, augment=True, drop_last=True
         )
-        whole = len(self.data) // self.meta
-        if whole == 0:
+        if len(self.data) < self.meta:
             raise SmashError([error("E0750", self._too_few(), COMMAND_LINE)])
-        self.per_epoch = min(whole, t.steps_per_epoch or whole)
+        self.per_epoch = self._per_epoch(self.meta)
+        self.logged: int | None = None  # where a checkpoint of another meta-batch left the log
         self.total = self.per_epoch * t.epochs
         self.sched = loop.cosine(self.opt, self.total)
         self.pending: list[Future] = []
         self.first = 0
         self.started = 0.0
+
+    def _per_epoch(self, meta: int) -> int:
+        """Steps per epoch with a meta-batch of ``meta``."""
+        whole = len(self.data) // meta
+        return min(whole, self.ctx.cfg.train.steps_per_epoch or whole)
 
     def _too_few(self) -> str:
         t = self.ctx.cfg.train
@@ -151,14 +156,29 @@ class _HyperNetTraining:
             "model": self.model.state_dict(),
             "opt": self.opt.state_dict(),
             "sched": self.sched.state_dict(),
+            # absent: 1, so a one-architecture run's checkpoint is what it always was
+            **({"meta": self.meta} if self.meta != 1 else {}),
         }
 
     def restore(self, state: dict) -> None:
         self.model.load_state_dict(state["model"])
         self.opt.load_state_dict(state["opt"])
         self.sched.load_state_dict(state["sched"])
+        meta = state.get("meta", 1)
+        if meta != self.meta:  # saved with another world size: go on from the same batch
+            # the log's steps up to the checkpoint are numbered as that run numbered them
+            self.logged = state["epoch"] * self._per_epoch(meta) + state["step"]
+            state["step"] = min(state["step"] * meta // self.meta, self.per_epoch)
+            g = self.sched.last_epoch = state["epoch"] * self.per_epoch + state["step"]
+            lambdas = self.sched.lr_lambdas
+            for group, base, f in zip(
+                self.opt.param_groups, self.sched.base_lrs, lambdas, strict=True
+            ):
+                group["lr"] = base * f(g)
 
     def start(self, epoch: int, step: int, resumed: bool) -> None:
+        if not self.ctx.group.main:
+            return
         if not resumed:
             self.log.unlink(missing_ok=True)
             return
@@ -166,7 +186,9 @@ class _HyperNetTraining:
             print("HyperNet training had finished: going on from its checkpoint")
         else:
             print(f"resuming HyperNet training at epoch {epoch}, step {step}")
-        _truncate_log(self.log, epoch * self.per_epoch + step)
+        _truncate_log(
+            self.log, self.logged if self.logged is not None else epoch * self.per_epoch + step
+        )
 
     def _slots(self, g: int) -> range:
         """The training slots this process trains at step ``g``."""
@@ -198,11 +220,19 @@ class _HyperNetTraining:
             for (x, y), c, a in zip(batch, compiled, self._slots(g), strict=True)
         ]
         value, acc = metabatch.step(
-            self.model, items, self.opt, self.sched, self.ctx.precision, self.ctx.device
+            self.model,
+            items,
+            self.opt,
+            self.sched,
+            self.ctx.precision,
+            self.ctx.device,
+            self.ctx.group,
         )
         if not math.isfinite(value):
             return value, {}  # the loop stops with E0708
         rate = (step + 1 - self.first) / (time.perf_counter() - self.started)
+        if not self.ctx.group.main:
+            return value, {}
         runs.append_jsonl(
             self.log,
             {
@@ -236,7 +266,7 @@ def train_smash(ctx: RunContext, out: Path, resume: bool) -> OneShot:
     training = _HyperNetTraining(ctx, model, out, pool)
     model.train()
     try:
-        loop.run(training.plan(), training, out / "checkpoint.pt", resume, ctx.device)
+        loop.run(training.plan(), training, out / "checkpoint.pt", resume, ctx.device, ctx.group)
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
     return model

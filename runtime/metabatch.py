@@ -8,9 +8,15 @@ architecture does not use gets no gradient from it (zero in the sum); one that n
 architecture of the meta-batch used keeps no gradient at all (``None``), so Adam leaves it
 and its moments alone, as it does in a one-architecture step.
 
+BatchNorm running statistics follow the same rule: each architecture updates them from
+where the step found them, and the step leaves their average over the meta-batch. So they
+are the same on every process after every step (what rank 0 checkpoints is what every rank
+has), and a meta-batch gives the same statistics whether one process or several ran it.
+
 Across processes the gradients travel as one flat buffer, summed by one all-reduce
 (``Comm.all_reduce``), with one flag per parameter saying whether some process gave it a
-gradient, and the loss and accuracy sums for the log.
+gradient, the BN statistics, and the loss and accuracy sums for the log: one collective
+per step, whatever the model's size.
 """
 
 from __future__ import annotations
@@ -44,15 +50,17 @@ class Item:
     y: torch.Tensor
 
 
-def _sum_across(params: list[torch.nn.Parameter], stats: list[float], comm: Comm, device):
-    """Sums every parameter's gradient (a missing one counts as zero) and ``stats`` over the
-    processes; a gradient that no process had is left ``None``. The summed ``stats``."""
+def _sum_across(params, stats: list[torch.Tensor], numbers: list[float], comm: Comm, device):
+    """Sums every parameter's gradient (a missing one counts as zero), the tensors ``stats``
+    (in place) and ``numbers`` over the processes; a gradient that no process had is left
+    ``None``. The summed ``numbers``."""
     grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
     used = [float(p.grad is not None) for p in params]
     flat = torch.cat(
         [
             *(g.reshape(-1).float() for g in grads),
-            torch.tensor(used + stats, dtype=torch.float32, device=device),
+            *(t.reshape(-1).float() for t in stats),
+            torch.tensor(used + numbers, dtype=torch.float32, device=device),
         ]
     )
     comm.all_reduce(flat)
@@ -61,10 +69,18 @@ def _sum_across(params: list[torch.nn.Parameter], stats: list[float], comm: Comm
         n = p.numel()
         p.grad = flat[at : at + n].view_as(p).to(p.dtype)
         at += n
+    for t in stats:
+        n = t.numel()
+        t.copy_(flat[at : at + n].view_as(t))
+        at += n
     for p, flag in zip(params, flat[at : at + len(params)].tolist(), strict=True):
         if flag == 0:
             p.grad = None
     return flat[at + len(params) :].tolist()
+
+
+def _bn_statistics(model: torch.nn.Module) -> list[torch.Tensor]:
+    return [b for name, b in model.named_buffers() if "running_" in name]
 
 
 def step(
@@ -86,16 +102,25 @@ def step(
     total = world * len(items)
     opt.zero_grad(set_to_none=True)
     loss_sum = acc_sum = 0.0
+    stats = _bn_statistics(model)
+    found = [b.clone() for b in stats]
+    summed = [torch.zeros_like(b) for b in stats]
     for it in items:
+        for b, start in zip(stats, found, strict=True):
+            b.copy_(start)
         with precision.autocast(prec, device):
             logits = model(it.x, it.compiled, it.z)
             loss = F.cross_entropy(logits, it.y)
         (loss / total).backward()
         loss_sum += loss.item()
         acc_sum += (logits.argmax(1) == it.y).float().mean().item()
+        for s, b in zip(summed, stats, strict=True):
+            s += b
     if comm is not None and world > 1:
         params = [p for group in opt.param_groups for p in group["params"]]
-        loss_sum, acc_sum = _sum_across(params, [loss_sum, acc_sum], comm, device)
+        loss_sum, acc_sum = _sum_across(params, summed, [loss_sum, acc_sum], comm, device)
+    for b, s in zip(stats, summed, strict=True):
+        b.copy_(s / total)
     opt.step()
     sched.step()
     return loss_sum / total, acc_sum / total

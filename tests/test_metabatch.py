@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import replace
 
 import pytest
@@ -127,3 +128,32 @@ def test_a_meta_batch_larger_than_the_split_is_an_error(tmp_path):
         "error[E0750]: a meta-batch of 1000 architectures (train.meta_batch 1000 x 1 "
         "processes) needs 1000 batches of train.batch_size 32 per step"
     ) in proc.stderr
+
+
+def test_a_checkpoint_of_another_meta_batch_goes_on_from_the_same_batch(tmp_path):
+    """What resuming on another number of processes does: a checkpoint taken at step 3 of
+    epoch 1 with a meta-batch of 2 (6 batches into the epoch) goes on at step 6 with a
+    meta-batch of 1, its learning rate the schedule's there."""
+    from smashc.runtime.hypertrain import _HyperNetTraining
+
+    cfg = PRESETS["smoke"]
+    cfg = replace(cfg, device="cpu", train=replace(cfg.train, steps_per_epoch=None))
+    ctx = open_context(cfg)
+    two = _HyperNetTraining(
+        replace(ctx, cfg=replace(cfg, train=replace(cfg.train, meta_batch=2))),
+        OneShot(ctx.cfg.space, ctx.cfg.hypernet),
+        tmp_path,
+        None,
+    )
+    state = {**two.state(), "epoch": 1, "step": 3}
+    assert state["meta"] == 2
+    one = _HyperNetTraining(ctx, OneShot(ctx.cfg.space, ctx.cfg.hypernet), tmp_path, None)
+    assert "meta" not in one.state()  # a one-architecture checkpoint is as it always was
+    one.restore(state)
+    assert state["step"] == 6
+    assert one.logged == 1 * two.per_epoch + 3  # the log's numbering up to the checkpoint
+    g = 1 * one.per_epoch + 6
+    assert one.sched.last_epoch == g
+    assert one.opt.param_groups[0]["lr"] == pytest.approx(
+        cfg.train.lr * 0.5 * (1 + math.cos(math.pi * g / one.total))
+    )
