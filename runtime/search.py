@@ -85,9 +85,10 @@ def search(cfg: SearchConfig, out: Path, resume: bool = False, final: bool = Tru
         scored = run_strategies(ctx, Scorer(ctx, model), log)
     except KeyboardInterrupt:
         raise runs.Interrupted from None
-    if not main:
+    if not main:  # the other ranks take part in the same (data-parallel) trainings
         if final:
             train_final(ctx, artifacts.ranked(scored)[0].arch, out / "final", resume=resume)
+            baselines.train_baselines(ctx, out, resume)
         return {}
     winner = artifacts.write_ranking(scored, out, ctx.cfg.score.top)[0]
     diagram = out / "top" / "rank1.png"

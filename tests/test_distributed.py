@@ -124,9 +124,10 @@ STEPS = ("--set", "train.steps_per_epoch=6")
 
 @pytest.fixture(scope="module")
 def two_ranks(tmp_path_factory) -> Path:
-    """An uninterrupted ``--preset smoke`` search on 2 ranks."""
+    """An uninterrupted ``--preset smoke`` search on 2 ranks, with a random baseline."""
     out = tmp_path_factory.mktemp("two") / "run"
-    ok(_torchrun("-m", "smashc", "search", *SEARCH, *STEPS, "--out", out))
+    baseline = ("--set", "final.baselines=random")
+    ok(_torchrun("-m", "smashc", "search", *SEARCH, *STEPS, *baseline, "--out", out))
     return out
 
 
@@ -143,6 +144,9 @@ def test_the_two_rank_final_training_exports_a_model_that_loads(two_ranks):
     final = two_ranks / "final"
     assert len(runs.read_jsonl(final / "final.jsonl")) == 1
     assert exported_output_shape(final, (3, 16, 16)) == "torch.Size([1, 10])"
+    random = two_ranks / "baselines" / "random"  # trained by both ranks, as the winner is
+    assert len(runs.read_jsonl(random / "final.jsonl")) == 1
+    assert exported_output_shape(random, (3, 16, 16)) == "torch.Size([1, 10])"
 
 
 def _rank_pid(parent: int, rank: int) -> int | None:
