@@ -315,16 +315,22 @@ def test_huge_integer_literal():
 
 
 @pytest.mark.parametrize(
-    "nested", ["-" * 1000 + "1", "not " * 1000 + "true", "(" * 1000 + "1" + ",)" * 1000]
+    "nested, column",
+    [("-" * 1000 + "1", 149), ("not " * 1000 + "true", 533), ("(" * 1000 + "1" + ",)" * 1000, 149)],
 )
-def test_deep_nesting(nested):
-    _fails_at("network n { let a = " + nested + " }", "1:1: error[E0001]", "nest too deeply")
+def test_deep_nesting(nested, column):
+    """Reported at the first operator nested one level too deep (the 129th)."""
+    _fails_at(
+        "network n { let a = " + nested + " }",
+        f"1:{column}: error[E0207]",
+        "expressions nest too deeply: more than 128 levels",
+    )
 
 
 def test_moderate_nesting_is_fine():
     # the expression is evaluated; only the declarations this network lacks are errors
     exc = _fails_at(
-        "network n { let a = " + "-" * 200 + "1" + " }",
+        "network n { let a = " + "-" * 128 + "1" + " }",
         "1:1: error[E0104]",
         "network 'n' has no 'input' declaration",
     )
@@ -346,3 +352,58 @@ def test_empty_output_selection():
         "layer read 0 write 1 = conv(out=4) output 0..0 } head { gap -> linear(out=10) } }"
     )
     _fails_at(text, "1:102: error[E0104]", "output lists no banks")
+
+
+def _nested(statements: int, sums: int, expressions: int) -> str:
+    """A network whose stem sits in ``statements`` ifs and repeats and holds ``sums`` nested
+    sums around a conv whose kernel is an expression ``expressions`` operators deep."""
+    kernel = "1" + "+0" * expressions
+    ops = "sum { " * sums + f"conv(out=4, kernel={kernel})" + " | identity }" * sums
+    opens = "".join("if true { " if i % 2 else "repeat 1 { " for i in range(statements))
+    return (
+        "network n {\n input 3 x 8 x 8\n classes 2\n"
+        + opens + "stem { conv(out=4) -> " + ops + " }" + " }" * statements
+        + "\n head { gap -> linear(out=2) }\n}\n"
+    )  # fmt: skip
+
+
+def test_nesting_at_every_limit_at_once_goes_through_every_stage(tmp_path):
+    """The deepest accepted program is checked, printed, compiled, exported and loaded, with
+    room to spare on the stack (run here under a recursion limit well below Python's)."""
+    import sys
+
+    import torch
+
+    import smashc
+    from smashc import compiler
+    from smashc.frontend.parser import MAX_EXPRESSION_DEPTH, MAX_STATEMENT_DEPTH, MAX_SUM_DEPTH
+
+    text = _nested(MAX_STATEMENT_DEPTH, MAX_SUM_DEPTH, MAX_EXPRESSION_DEPTH)
+    program = load_text(text, "deep.smash")
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(len(_stack()) + 600)  # 400 frames short of the default
+    try:
+        again = parse(printer.module(program.main), "again.smash")
+        net = expand(program)
+        _flatten_roundtrip(net)
+        ir = compiler.for_training(program)
+        gm = compiler.free_module(ir)
+        compiler.export(gm, ir, tmp_path / "pkg")
+        model = smashc.load(tmp_path / "pkg")
+    finally:
+        sys.setrecursionlimit(limit)
+    assert again == program.main
+    assert model(torch.zeros(1, 3, 8, 8)).shape == (1, 2)
+    for deeper in [(1, 0, 0), (0, 1, 0), (0, 0, 1)]:
+        d = [MAX_STATEMENT_DEPTH, MAX_SUM_DEPTH, MAX_EXPRESSION_DEPTH]
+        d = [a + b for a, b in zip(d, deeper, strict=True)]
+        with pytest.raises(SmashError) as info:
+            load_text(_nested(*d), "deep.smash")
+        assert [x.code for x in info.value.diagnostics] == ["E0207"]
+        _check_error(info.value)
+
+
+def _stack() -> list:
+    import inspect
+
+    return inspect.stack(0)

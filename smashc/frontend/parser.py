@@ -6,7 +6,7 @@ import functools
 from importlib import resources
 
 import lark
-from lark import Lark, Token, Transformer, v_args
+from lark import Lark, Token, Transformer_NonRecursive, v_args
 from lark.exceptions import (
     UnexpectedCharacters,
     UnexpectedEOF,
@@ -163,7 +163,7 @@ def _binop(op: str):
 
 
 @v_args(meta=True)
-class _ToAst(Transformer):
+class _ToAst(Transformer_NonRecursive):
     """One method per grammar rule or alias, each returning an AST dataclass."""
 
     def __init__(self, file: str):
@@ -338,6 +338,60 @@ class _ToAst(Transformer):
         return ast.Module(tuple(c), self.span(meta))
 
 
+# How deeply each kind of construct may nest. The later stages (expansion, printing, code
+# generation) walk the AST recursively, so a bound here keeps every one of them inside
+# Python's recursion limit, whatever they are given; real networks nest a few levels.
+MAX_STATEMENT_DEPTH = 32  # 'if', 'repeat' and 'block' inside one another
+MAX_SUM_DEPTH = 32  # 'sum { ... }' inside a path of another 'sum'
+MAX_EXPRESSION_DEPTH = 128  # operators, calls and tuples inside one another
+
+_STATEMENTS = frozenset({"net_if", "block_if", "net_repeat", "block_repeat", "block"})
+_EXPRESSIONS = frozenset(
+    "or_ and_ not_ eq ne lt le gt ge add sub mul div mod neg pow call tuple".split()
+)
+_LIMITS = {  # kind -> (limit, what the message calls it)
+    "statement": (MAX_STATEMENT_DEPTH, "statements ('if', 'repeat', 'block')"),
+    "sum": (MAX_SUM_DEPTH, "'sum' paths"),
+    "expression": (MAX_EXPRESSION_DEPTH, "expressions"),
+}
+
+
+def _kind(rule: str) -> str | None:
+    if rule in _STATEMENTS:
+        return "statement"
+    if rule == "sum_op":
+        return "sum"
+    if rule in _EXPRESSIONS:
+        return "expression"
+    return None
+
+
+def _start(file: str, node: lark.Tree) -> Span:
+    """The first word of ``node`` (its keyword), or its first character for an expression."""
+    meta = node.meta
+    rule = str(node.data)
+    word = "sum" if rule == "sum_op" else rule.rsplit("_", 1)[-1] if rule in _STATEMENTS else "?"
+    return Span(file, meta.line, meta.column, meta.line, meta.column + len(word))
+
+
+def _check_depth(tree: lark.Tree, file: str) -> None:
+    """Raise a SmashError at the first construct that nests deeper than its kind allows.
+
+    An explicit stack, not recursion: the point is to be safe on any input.
+    """
+    todo: list[tuple[lark.Tree, dict[str, int]]] = [(tree, {k: 0 for k in _LIMITS})]
+    while todo:
+        node, depth = todo.pop()
+        kind = _kind(str(node.data))
+        if kind is not None:
+            depth = {**depth, kind: depth[kind] + 1}
+            limit, what = _LIMITS[kind]
+            if depth[kind] > limit:
+                msg = f"{what} nest too deeply: more than {limit} levels"
+                raise SmashError([error("E0207", msg, _start(file, node))])
+        todo.extend((c, depth) for c in reversed(node.children) if isinstance(c, lark.Tree))
+
+
 @functools.cache
 def _catalogue() -> dict[tuple, str]:
     """(top LALR states, token type) at which each catalogue snippet fails -> its message.
@@ -447,18 +501,16 @@ def parse(text: str, file: str = "<string>") -> ast.Module:
     comments: list[Token] = []
     try:
         tree = _parse_collecting(text, comments)
+        _check_depth(tree, file)
         module = _ToAst(file).transform(tree)
     except UnexpectedInput as exc:
         raise _syntax_error(exc, text, file) from None
+    except SmashError as exc:
+        raise SmashError(exc.diagnostics, {file: text}) from None
     except VisitError as exc:
         if isinstance(exc.orig_exc, SmashError):
             raise SmashError(exc.orig_exc.diagnostics, {file: text}) from None
         raise
-    except RecursionError:
-        span = Span(file, 1, 1, 1, 2)
-        raise SmashError(
-            [error("E0001", "expressions nest too deeply", span)], {file: text}
-        ) from None
     kept = tuple(
         ast.Comment(str(c).rstrip(), Span(file, c.line, c.column, c.end_line, c.end_column))
         for c in comments
