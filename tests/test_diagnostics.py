@@ -15,6 +15,7 @@ The tests at the end pin down diagnostic bugs found and fixed earlier.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 from support import ROOT, check_golden
@@ -39,6 +40,8 @@ EXPECTED_CODES: dict[str, list[str]] = {
     "groups_smash": ["E0203"],
     "head_classes": ["E0205"],
     "import_cycle": ["E0302"],
+    "import_directory": ["E0308", "E0308"],
+    "import_not_smash": ["E0308", "E0308"],
     "import_missing": ["E0303", "E0303"],
     "input_not_whole_banks": ["E0206"],
     "missing_argument": ["E0102"],
@@ -69,6 +72,10 @@ EXPECTED_CODES: dict[str, list[str]] = {
 }
 
 
+# goldens whose bad files the tests write (a NUL byte, symlinks, many files)
+WRITTEN_BY_TESTS = ("not_utf8", "import_nul", "import_chain", "import_loop")
+
+
 def _normalise(text: str) -> str:
     return text.replace(str(ROOT) + os.sep, "<ROOT>/")
 
@@ -94,7 +101,7 @@ def test_every_case_has_expected_codes():
 
 
 def test_no_orphan_goldens():
-    sources = {p.stem for p in CASES} | {"not_utf8"}  # not_utf8.smash is written by its test
+    sources = {p.stem for p in CASES} | set(WRITTEN_BY_TESTS)
     orphans = [p.name for p in DIAG.glob("*.expected") if p.stem not in sources]
     assert orphans == []
 
@@ -138,6 +145,68 @@ def test_not_utf8(tmp_path, capsys, monkeypatch):
     err = _check("tests/diagnostics/not_utf8.smash", capsys)
     check_golden(DIAG / "not_utf8.expected", err)
     assert _codes(err) == ["E0304"]
+
+
+def _written_case(tmp_path: Path, monkeypatch, files: dict[str, bytes]) -> str:
+    """Writes ``files`` (paths relative to tests/diagnostics) below ``tmp_path``, where the
+    other cases would be, and returns the first one's path for ``smashc check``."""
+    for rel, data in files.items():
+        path = tmp_path / "tests" / "diagnostics" / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    monkeypatch.chdir(tmp_path)
+    return f"tests/diagnostics/{next(iter(files))}"
+
+
+def test_import_path_with_a_nul_byte(tmp_path, capsys, monkeypatch):
+    """The NUL byte is written here, so that no binary file needs committing."""
+    case = _written_case(
+        tmp_path,
+        monkeypatch,
+        {"import_nul.smash": b'# An import path holding a NUL byte.\nimport "lib\0.smash"\n'},
+    )
+    err = _check(case, capsys)
+    check_golden(DIAG / "import_nul.expected", err)
+    assert _codes(err) == ["E0307"]
+
+
+def test_import_chain_too_deep(tmp_path, capsys, monkeypatch):
+    files = {"import_chain.smash": b'# 70 files importing one another.\nimport "chain/1.smash"\n'}
+    for i in range(1, 70):
+        files[f"chain/{i}.smash"] = f'import "{i + 1}.smash"\n'.encode()
+    files["chain/70.smash"] = b"def act = relu\n"
+    err = _check(_written_case(tmp_path, monkeypatch, files), capsys)
+    check_golden(DIAG / "import_chain.expected", err)
+    assert _codes(err) == ["E0309"]
+
+
+def test_import_symlink_loop_and_long_name(tmp_path, capsys, monkeypatch):
+    case = _written_case(
+        tmp_path,
+        monkeypatch,
+        {
+            "import_loop.smash": b"# A symlink loop and a file name longer than the system allows."
+            b'\nimport "loop/a.smash"\nimport "' + b"n" * 300 + b'.smash"\n'
+        },
+    )
+    loop = tmp_path / "tests" / "diagnostics" / "loop"
+    loop.mkdir()
+    (loop / "a.smash").symlink_to("b.smash")
+    (loop / "b.smash").symlink_to("a.smash")
+    err = _check(case, capsys)
+    check_golden(DIAG / "import_loop.expected", err)
+    assert _codes(err) == ["E0307", "E0307"]
+
+
+def test_special_main_file_is_not_read(tmp_path, capsys, monkeypatch):
+    """A pipe given as the file to check is refused without opening it (which would wait
+    for a writer); so is a device, which would be read without end."""
+    monkeypatch.chdir(tmp_path)
+    os.mkfifo("pipe.smash")
+    err = _check("pipe.smash", capsys)
+    assert err.startswith("pipe.smash:1:1: error[E0305]: cannot read file: it is a pipe, not a")
+    err = _check("/dev/zero", capsys)
+    assert err.startswith("/dev/zero:1:1: error[E0305]: cannot read file: it is a device, not")
 
 
 def test_missing_file(tmp_path, capsys, monkeypatch):
