@@ -343,7 +343,7 @@ def test_infinite_float_argument():
         "network n { input 3 x 8 x 8 classes 10 stem { bn(eps=1e999) } "
         "head { gap -> linear(out=10) } }"
     )
-    _fails_at(text, "1:54: error[E0104]", "argument 'eps' of bn must be a number, got inf")
+    _fails_at(text, "1:54: error[E0104]", "argument 'eps' of bn must be a positive number, got inf")
 
 
 def test_empty_output_selection():

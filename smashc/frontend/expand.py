@@ -47,6 +47,8 @@ _KIND_WORDS = {
     "nonnegpair": "a non-negative integer or a pair of them (h, w)",
     "odd": "a positive odd integer or a pair of them (h, w)",
     "float": "a number",
+    "posfloat": "a positive number",
+    "unitfloat": "a number from 0 to 1",
     "bool": "true or false",
     "act": "one of " + ", ".join(arch.ACTIVATIONS),
     "sconv": "conv(kernel=..., dilation=..., groups=..., act=...)",
@@ -285,9 +287,10 @@ class Expander:
             self.fail("E0104", msg, a.value.span)
         v = self.eval(a.value, scope)
         label = f"argument '{a.name or '?'}' of {what}"
-        if kind == "float":
+        if kind in ("float", "posfloat", "unitfloat"):
             if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v):
-                return float(v)
+                if kind == "float" or (v > 0 if kind == "posfloat" else 0 <= v <= 1):
+                    return float(v)
         elif kind == "bool":
             if isinstance(v, bool):
                 return v

@@ -15,7 +15,7 @@ from lark.exceptions import (
     VisitError,
 )
 
-from smashc.diagnostics import SmashError, Span, error
+from smashc.diagnostics import Diagnostic, Note, SmashError, Span, error
 from smashc.frontend import ast
 
 # Words a person understands, for the terminals Lark reports as expected.
@@ -111,6 +111,11 @@ _EXAMPLES: dict[str, list[str]] = {
         "network n { repeat i in 3 { } }",
         "network n { repeat i in 0.. { } }",
         "network n { block { layer read 0.. write 0 = relu } }",
+    ],
+    "there is no 'else if': nest the 'if' in the else branch, 'else { if ... }'": [
+        "network n { if true { } else if true { } }",
+        "network n { block { if true { } else if true { } } }",
+        "template t { if true { } else if true { } }",
     ],
     "positional arguments must come before keyword arguments": [
         "network n { stem { conv(out=1, 3) } }",
@@ -475,25 +480,77 @@ def _syntax_error(exc: UnexpectedInput, text: str, file: str) -> SmashError:
         span = Span(file, line, column, line, column + 1)
         diag = error("E0002", f"unexpected character {char!r}", span)
         return SmashError([diag], {file: text})
-    if isinstance(exc, UnexpectedEOF):
-        lines = text.splitlines() or [""]
-        span = Span(file, len(lines), len(lines[-1]) + 1, len(lines), len(lines[-1]) + 2)
-        msg = f"unexpected end of file; expected {_describe_expected(_accepted(exc))}"
-        return SmashError([error("E0003", msg, span)], {file: text})
+    if isinstance(exc, UnexpectedEOF) or exc.token.type == "$END":  # type: ignore[attr-defined]
+        return SmashError([_end_of_file(exc, text, file)], {file: text})
     assert isinstance(exc, UnexpectedToken)
     tok = exc.token
-    if tok.type == "$END":
-        lines = text.splitlines() or [""]
-        span = Span(file, len(lines), len(lines[-1]) + 1, len(lines), len(lines[-1]) + 2)
-        msg = f"unexpected end of file; expected {_describe_expected(_accepted(exc))}"
-        return SmashError([error("E0003", msg, span)], {file: text})
     span = Span(file, line, column, tok.end_line or line, tok.end_column or column + 1)
     friendly = _friendly(exc)
     if friendly:
         msg = f"{friendly}; found {_found(tok)}"
     else:
         msg = f"unexpected {_found(tok)}; expected {_describe_expected(_accepted(exc))}"
-    return SmashError([error("E0001", msg, span)], {file: text})
+    notes = []
+    if str(tok) in _OUTER_WORDS and "RBRACE" in _accepted(exc):
+        opened, _ = _open_braces(text, tok.start_pos or 0)
+        if opened:
+            where = Span(file, *opened[-1], opened[-1][0], opened[-1][1] + 1)
+            notes.append(Note(f"the '{{' here is not closed before {_found(tok)}", where))
+    return SmashError([error("E0001", msg, span, *notes)], {file: text})
+
+
+# Words that start an item or a statement of an outer level: one of them where a '}' would
+# fit most likely means that a '{' before it was left open.
+_OUTER_WORDS = frozenset(
+    "import def template network input classes stem transition head block".split()
+)
+
+
+def _open_braces(text: str, stop: int) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+    """The '{' still open at offset ``stop`` as (line, column), outermost first, and those
+    closed by a '}' that starts a line indented less than the '{'s line: the '}' probably
+    belongs to an outer '{', and this one was left open. Comments and paths are skipped."""
+    opened: list[tuple[int, int, int]] = []
+    suspects: list[tuple[int, int]] = []
+    line, line_start, i = 1, 0, 0
+    stop = min(stop, len(text))
+    while i < stop:
+        c = text[i]
+        if c in '#"':  # a comment or a quoted path: skip to its end (or the line's end)
+            newline = text.find("\n", i + 1)
+            close = text.find('"', i + 1) if c == '"' else -1
+            ends = [e for e in (newline, close) if e != -1]
+            i = min(ends) if ends else stop
+            if i == close:
+                i += 1
+            continue
+        before = text[line_start:i]
+        indent = len(before) - len(before.lstrip())
+        if c == "\n":
+            line, line_start = line + 1, i + 1
+        elif c == "{":
+            opened.append((line, i - line_start + 1, indent))
+        elif c == "}" and opened:
+            o_line, o_col, o_indent = opened.pop()
+            if not before.strip() and indent < o_indent:
+                suspects.append((o_line, o_col))
+        i += 1
+    return [(ln, col) for ln, col, _ in opened], suspects
+
+
+def _end_of_file(exc: UnexpectedInput, text: str, file: str) -> Diagnostic:
+    """E0003 at the '{' left open (like rustc's 'unclosed delimiter'), or at the end of the
+    file when none is."""
+    lines = text.splitlines() or [""]
+    end = Span(file, len(lines), len(lines[-1]) + 1, len(lines), len(lines[-1]) + 2)
+    expected = _describe_expected(_accepted(exc))
+    opened, suspects = _open_braces(text, len(text))
+    if not opened:
+        return error("E0003", f"unexpected end of file; expected {expected}", end)
+    line, column = (suspects or opened)[-1]
+    brace = Span(file, line, column, line, column + 1)
+    msg = "unclosed '{': the file ends before its '}'"
+    return error("E0003", msg, brace, Note(f"the file ends here; expected {expected}", end))
 
 
 def parse(text: str, file: str = "<string>") -> ast.Module:
