@@ -26,7 +26,9 @@ from smashc.ops.registry import of
 def py_name(node_id: str) -> str:
     """A Python identifier for an IR node id (``stage1_l0.0conv`` -> ``stage1_l0_0conv``)."""
     name = re.sub(r"\W", "_", node_id)
-    return name if not name[0].isdigit() else f"n_{name}"
+    # a leading digit is not an identifier; a leading "__" would be name-mangled in the
+    # exported class body (``self.__init___l0`` reads ``self._Net__init___l0``)
+    return name if not (name[0].isdigit() or name.startswith("__")) else f"n_{name}"
 
 
 def node(graph: fx.Graph, op: str, target, args, name: str) -> fx.Node:
