@@ -52,7 +52,8 @@ def _imports(gm: fx.GraphModule) -> list[str]:
 
 # names the generated __init__.py binds at module level besides the class
 _INIT_NAMES = frozenset(
-    "Path torch io hashlib load from_state read_weights WEIGHTS_BYTES WEIGHTS_SHA256 __all__".split()
+    "Path torch io hashlib load from_state read_weights WEIGHTS_BYTES WEIGHTS_SHA256".split()
+    + ["__all__"]
 )
 
 
