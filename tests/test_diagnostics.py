@@ -15,6 +15,8 @@ The tests at the end pin down diagnostic bugs found and fixed earlier.
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -347,3 +349,97 @@ def test_excerpt_shows_the_reported_line(sep):
     assert diag.span.line == 5
     rendered = info.value.render().splitlines()
     assert rendered[2] == "5 |     stem { conv(out=16) -> rleu }"
+
+
+# --- networks too large to give weights to: refused before anything is allocated --------
+
+COMPILE_CASES = sorted((DIAG / "compile").glob("*.smash"))
+
+
+def _no_weights(*args, **kwargs):
+    raise AssertionError("weights were built for a network over the cap")
+
+
+@pytest.mark.parametrize("case", COMPILE_CASES, ids=lambda p: p.stem)
+@pytest.mark.parametrize("emit", [["-o", "PKG"], ["--emit", "code"]], ids=["package", "code"])
+def test_network_over_the_parameter_cap(case, emit, tmp_path, capsys, monkeypatch):
+    """``compile -o`` and ``--emit code`` stop at the largest layer before building any
+    module, and write nothing."""
+    from smashc.backends import fx
+
+    monkeypatch.chdir(ROOT)
+    monkeypatch.setattr(fx._Builder, "build", _no_weights)
+    emit = [str(tmp_path / "pkg") if a == "PKG" else a for a in emit]
+    rc = main(["compile", case.relative_to(ROOT).as_posix(), *emit])
+    out, err = capsys.readouterr()
+    assert rc == 1 and out == ""
+    check_golden(case.with_suffix(".expected"), err)
+    assert _codes(err) == ["E0406"]
+    assert not (tmp_path / "pkg").exists()
+
+
+def test_parameter_cap_is_checked_before_torch_is_imported():
+    """In a fresh interpreter: the refusal comes before the fx backend (and torch) loads."""
+    code = (
+        "import sys; from smashc.cli import main; "
+        "rc = main(['compile', 'tests/diagnostics/compile/too_many_params.smash', '-o', "
+        "'never']); assert 'torch' not in sys.modules; sys.exit(rc)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 1, done.stderr
+    assert ": error[E0406]: the network has 2,583,691,738 parameters" in done.stderr
+    assert not (ROOT / "never").exists()
+
+
+def test_parameter_cap_is_a_flag(capsys, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    case = "tests/diagnostics/compile/too_many_params.smash"
+    assert main(["compile", case, "--emit", "code", "--max-params", "1000"]) == 1
+    assert "more than the cap of 1,000;" in capsys.readouterr().err
+    with pytest.raises(SystemExit, match="1"):
+        main(["compile", case, "--max-params", "0"])
+    assert "--max-params: expected a positive integer, got '0'" in capsys.readouterr().err
+    small = "examples/resnet20.smash"
+    assert main(["compile", small, "--emit", "code", "--max-params", "100000"]) == 1
+    assert "the network has 269,722 parameters, more than the cap of 100,000" in (
+        capsys.readouterr().err
+    )
+
+
+TWO_CONVS = (
+    "network m {\n    input 3 x 8 x 8\n    classes 2\n"
+    "    stem { conv(out=1000) -> conv(out=10) }\n    head { gap -> linear(out=2) }\n}\n"
+)
+
+
+def test_weights_over_the_memory_available():
+    """Below the cap but more than the memory there is: E0407 at the largest layer."""
+    from smashc.backends.budget import check_fits
+    from smashc.pipeline import compile_text
+
+    ir = compile_text(TWO_CONVS)
+    check_fits(ir, available=10**9)  # 117,022 parameters: 468 KB
+    with pytest.raises(SmashError) as info:
+        check_fits(ir, available=400_000)
+    d = info.value.diagnostics[0]
+    assert d.headline() == (
+        "<string>:4:30: error[E0407]: the network's weights need 0.4 MiB (117,022 "
+        "parameters), more than the 0.4 MiB of memory available; the largest layer is this conv"
+    )
+    assert d.notes[0].message == "this conv has 90,000 of them (0.3 MiB)"
+
+
+def test_runtime_free_module_checks_first(monkeypatch):
+    """The runtime's door (``compiler.free_module``, what ``smashc train`` uses)."""
+    from smashc import compiler
+    from smashc.backends import fx
+    from smashc.pipeline import compile_text
+
+    ir = compile_text(TWO_CONVS)
+    monkeypatch.setattr(fx._Builder, "build", _no_weights)
+    with pytest.raises(SmashError) as info:
+        compiler.free_module(ir, max_params=100_000)
+    assert info.value.diagnostics[0].code == "E0406"
+    assert str(info.value.diagnostics[0].span) == "<string>:4:30"

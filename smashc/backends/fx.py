@@ -17,6 +17,7 @@ import torch.nn.functional as F  # noqa: N812
 from torch import fx, nn
 
 from smashc import arch
+from smashc.backends.budget import DEFAULT_MAX_PARAMS, check_fits
 from smashc.ir.graph import IRGraph
 from smashc.ir.nodes import Add, BankVersion, Concat, Input, OpNode, Output, Slice
 from smashc.ops.registry import of
@@ -162,11 +163,14 @@ class _Builder:
         return fx.GraphModule(self.root, self.graph, class_name=class_name(ir.name))
 
 
-def to_fx(ir: IRGraph) -> fx.GraphModule:
+def to_fx(ir: IRGraph, max_params: int = DEFAULT_MAX_PARAMS) -> fx.GraphModule:
     """A GraphModule computing ``ir`` with its own freshly initialised parameters.
 
     Pre: shapes inferred. The module maps (N, C, H, W) inputs to (N, classes) logits.
+    Raises SmashError (E0406, E0407), before allocating anything, when the weights would
+    be more than ``max_params`` or more than the memory available.
     """
     if ir.shapes is None:
         raise ValueError("to_fx needs inferred shapes; run the default pipeline first")
+    check_fits(ir, max_params)
     return _Builder(ir).build()
