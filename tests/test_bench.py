@@ -49,3 +49,13 @@ def test_sampler_reports_both_draws_side_by_side():
         assert "MACs" in r["tests"] and "bottleneck/cin" in r["tests"]
         assert set(r["costs"]) >= {"smashc", "independent draw"}
         assert r["histograms"] and all(0 <= h["smashc"] <= 1 for h in r["histograms"])
+
+
+def test_check_scaling_reports_every_family_and_size():
+    res = figures("check_scaling.py", "--sizes", "8,16")
+    assert set(res) == {"dense", "chain", "resnet"}
+    for family, rows in res.items():
+        assert [r["n"] for r in rows] == [8, 16], family
+        for r in rows:
+            assert r["total_s"] >= r["recognize_s"] >= 0
+    assert [r["accesses"] for r in res["dense"]] == [44, 152]  # n(n+1)/2 reads, n writes
