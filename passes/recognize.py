@@ -30,7 +30,7 @@ from smashc.ir.graph import IRGraph, Pattern, StageInfo
 from smashc.ir.nodes import BankVersion
 from smashc.passes.registry import register
 
-MAX_FRACTAL_COLUMNS = 10  # 1,023 layers; beyond that a fractal block is reported custom
+MAX_FRACTAL_COLUMNS = 8  # 255 layers (VF2 takes seconds there); beyond, a fractal block is custom
 
 
 def _stage_nodes(ir: IRGraph) -> dict[str, list[str]]:

@@ -443,3 +443,13 @@ def test_runtime_free_module_checks_first(monkeypatch):
         compiler.free_module(ir, max_params=100_000)
     assert info.value.diagnostics[0].code == "E0406"
     assert str(info.value.diagnostics[0].span) == "<string>:4:30"
+
+
+@pytest.mark.parametrize("command", ["check", "fmt", "expand", "compile"])
+def test_deep_nesting_is_located_by_every_command(command, capsys, monkeypatch):
+    """250 nested 'if's crashed check, expand, fmt and compile with a VisitError."""
+    monkeypatch.chdir(ROOT)
+    case = "tests/diagnostics/nested_statements.smash"
+    assert main([command, case]) == 1
+    out, err = capsys.readouterr()
+    assert err.startswith(f"{case}:37:69: error[E0207]: statements ('if', 'repeat', 'block') ")
