@@ -509,10 +509,11 @@ _OUTER_WORDS = frozenset(
 def _open_braces(text: str, stop: int) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
     """The '{' still open at offset ``stop`` as (line, column), outermost first, and those
     closed by a '}' that starts a line indented less than the '{'s line: the '}' probably
-    belongs to an outer '{', and this one was left open. Comments and paths are skipped."""
+    belongs to an outer '{', and this one was left open. Comments and paths are skipped.
+    One pass over the text."""
     opened: list[tuple[int, int, int]] = []
     suspects: list[tuple[int, int]] = []
-    line, line_start, i = 1, 0, 0
+    line, line_start, indent, blank, i = 1, 0, 0, True, 0  # blank: only spaces so far
     stop = min(stop, len(text))
     while i < stop:
         c = text[i]
@@ -523,17 +524,20 @@ def _open_braces(text: str, stop: int) -> tuple[list[tuple[int, int]], list[tupl
             i = min(ends) if ends else stop
             if i == close:
                 i += 1
+            blank = False
             continue
-        before = text[line_start:i]
-        indent = len(before) - len(before.lstrip())
         if c == "\n":
-            line, line_start = line + 1, i + 1
-        elif c == "{":
-            opened.append((line, i - line_start + 1, indent))
-        elif c == "}" and opened:
-            o_line, o_col, o_indent = opened.pop()
-            if not before.strip() and indent < o_indent:
-                suspects.append((o_line, o_col))
+            line, line_start, indent, blank = line + 1, i + 1, 0, True
+        elif blank and c in " \t":
+            indent += 1
+        else:
+            if c == "{":
+                opened.append((line, i - line_start + 1, indent))
+            elif c == "}" and opened:
+                o_line, o_col, o_indent = opened.pop()
+                if blank and indent < o_indent:
+                    suspects.append((o_line, o_col))
+            blank = False
         i += 1
     return [(ln, col) for ln, col, _ in opened], suspects
 
