@@ -5,12 +5,14 @@
 Each family is one block of N layers, written as a short ``repeat`` (the issue's 9-line
 block), checked as ``smashc check`` does (parse, expand, lower, the default pass pipeline
 with pattern recognition), in this process:
-* ``dense``: ``banks 1 x 1, N x 1``, layer i reads banks 0..i and writes bank i + 1 (a
-  DenseNet: recognised as one). Its reads are N(N+1)/2, so the IR itself is quadratic
-  in N; the figure to read is the time per read, which stays flat when every stage is
-  linear in the block's reads and writes.
-* ``chain``: the same banks, layer i reads bank i only (2N reads and writes; custom).
+* ``dense``: ``banks N x 1`` (the input fills bank 0), layer i = 1..N-1 reads banks
+  0..i-1 and writes bank i (a DenseNet: recognised as one). Its reads are N(N-1)/2, so
+  the IR itself is quadratic in N; the figure to read is the time per read, which stays
+  flat when every stage is linear in the block's reads and writes.
+* ``chain``: the same banks, layer i reads bank i - 1 only (2(N-1) reads and writes;
+  custom).
 * ``resnet``: one bank, N layers each adding into it (a ResNet).
+N is at most 4,096, the language's limit on banks per block.
 Printed per N: reads plus writes, seconds of the front end, of the passes without
 recognition and of ``recognize-patterns``, the total, and microseconds per read or write.
 Timings need a quiet machine.
@@ -29,14 +31,14 @@ from smashc.passes import DEFAULT_PIPELINE, run_pipeline
 
 BODIES = {
     "dense": (
-        "banks 1 x 1, n x 1",
-        "repeat i in 0..n { layer read 0..i + 1 write i + 1 = conv(out=1, kernel=1) }",
-        "output 0..n + 1",
+        "banks n x 1",
+        "repeat i in 1..n { layer read 0..i write i = conv(out=1, kernel=1) }",
+        "output 0..n",
     ),
     "chain": (
-        "banks 1 x 1, n x 1",
-        "repeat i in 0..n { layer read i write i + 1 = conv(out=1, kernel=1) }",
-        "output n",
+        "banks n x 1",
+        "repeat i in 1..n { layer read i - 1 write i = conv(out=1, kernel=1) }",
+        "output n - 1",
     ),
     "resnet": (
         "banks 1 x 1",
@@ -58,7 +60,7 @@ def source(family: str, n: int) -> str:
 
 def accesses(family: str, n: int) -> int:
     """Reads plus writes of the block's layers."""
-    return {"dense": n * (n + 1) // 2 + n, "chain": 2 * n, "resnet": 2 * n}[family]
+    return {"dense": n * (n - 1) // 2 + n - 1, "chain": 2 * (n - 1), "resnet": 2 * n}[family]
 
 
 def run(family: str, n: int) -> dict:
