@@ -6,12 +6,21 @@ every block name to a Pattern; nothing else changes (recognition is analysis onl
 Recognition looks at connectivity, not at the ops: a block's *access graph* has a node per
 layer and per non-zero bank version, edges bank-version -> layer for reads, layer ->
 bank-version for writes, and previous -> next version where a write adds into a bank.
-A family matches when that graph is isomorphic (networkx DiGraphMatcher, matching node
-kinds and edge kinds) to the access graph of the family's canonical memory-bank form with
-parameters read off the block. Hand-written blocks are recognised like template expansions.
+A family matches when that graph is isomorphic (matching node kinds and edge kinds) to
+the access graph of the family's canonical memory-bank form with parameters read off the
+block. Hand-written blocks are recognised like template expansions.
+
+Each family is tested by its structure, in time linear in the access graph: a ResNet's
+layers read a bank and add back into it; a DenseNet's layers, ordered by how many banks
+they read, each read every input bank and every bank an earlier layer wrote, and write a
+fresh bank. A FractalNet is compared with its canonical graph by networkx's VF2 matcher,
+but only up to ``MAX_FRACTAL_COLUMNS`` columns and only once the counts of nodes, edges
+and (kind, in-degree, out-degree) agree, so VF2 never runs on a graph it could blow up on.
 """
 
 from __future__ import annotations
+
+from collections import Counter
 
 import networkx as nx
 from networkx.algorithms import isomorphism as iso
@@ -21,32 +30,53 @@ from smashc.ir.graph import IRGraph, Pattern, StageInfo
 from smashc.ir.nodes import BankVersion
 from smashc.passes.registry import register
 
+MAX_FRACTAL_COLUMNS = 8  # 255 layers (VF2 takes seconds there); beyond, a fractal block is custom
 
-def access_graph(ir: IRGraph, block: str) -> nx.DiGraph:
-    """Layers and non-zero bank versions of ``block`` with their read/write/accumulate edges."""
-    g = nx.DiGraph()
+
+def _stage_nodes(ir: IRGraph) -> dict[str, list[str]]:
+    """The IR nodes of each stage (one walk over the graph for every block)."""
+    out: dict[str, list[str]] = {}
+    for n in ir.graph:
+        stage = getattr(ir.payload(n), "stage", None)
+        if stage is not None:
+            out.setdefault(stage, []).append(n)
+    return out
+
+
+def access_graph(ir: IRGraph, block: str, nodes: list[str] | None = None) -> nx.DiGraph:
+    """Layers and non-zero bank versions of ``block`` with their read/write/accumulate edges
+    (``nodes``: the block's IR nodes, when the caller already has them). Built in bulk
+    from the IR's adjacency: one step per read or write."""
+    if nodes is None:
+        nodes = _stage_nodes(ir).get(block, [])
     layer_of = {}
-    for n in ir.graph:
+    for n in nodes:
+        layer = getattr(ir.payload(n), "layer", None)
+        if layer is not None:
+            layer_of[n] = ("layer", layer)
+    kinds: dict[tuple, str] = {}
+    edges: list[tuple[tuple, tuple, dict]] = []
+    succ = ir.graph._succ
+    for n in nodes:
         p = ir.payload(n)
-        if getattr(p, "stage", None) == block and getattr(p, "layer", None) is not None:
-            layer_of[n] = p.layer
-    for n in ir.graph:
-        p = ir.payload(n)
-        if not isinstance(p, BankVersion) or p.stage != block or not ir.operands(n):
+        if not isinstance(p, BankVersion) or not ir.operands(n):
             continue
-        role = "input" if p.version == 0 else "version"
-        g.add_node(("bank", n), kind=role)
+        me = ("bank", n)
+        kinds[me] = "input" if p.version == 0 else "version"
         for o in ir.operands(n):
             q = ir.payload(o)
             if isinstance(q, BankVersion) and q.stage == block and ir.operands(o):
-                g.add_edge(("bank", o), ("bank", n), kind="accumulate")
+                edges.append((("bank", o), me, {"kind": "accumulate"}))
             elif o in layer_of:
-                g.add_node(("layer", layer_of[o]), kind="layer")
-                g.add_edge(("layer", layer_of[o]), ("bank", n), kind="write")
-        for user in ir.users(n):
+                kinds[layer_of[o]] = "layer"
+                edges.append((layer_of[o], me, {"kind": "write"}))
+        for user in succ[n]:
             if user in layer_of:
-                g.add_node(("layer", layer_of[user]), kind="layer")
-                g.add_edge(("bank", n), ("layer", layer_of[user]), kind="read")
+                kinds[layer_of[user]] = "layer"
+                edges.append((me, layer_of[user], {"kind": "read"}))
+    g = nx.DiGraph()
+    g.add_nodes_from((v, {"kind": k}) for v, k in kinds.items())
+    g.add_edges_from(edges)
     return _merge_unread_versions(g)
 
 
@@ -55,25 +85,49 @@ def _merge_unread_versions(g: nx.DiGraph) -> nx.DiGraph:
 
     Additions commute, so writes into a bank between two reads of it form a set, not a
     sequence: after this, the order in which layers add into a join does not matter.
+
+    A version merges when its only out-edge is the accumulate into the next version.
+    Contracting never changes another node's out-degree, so the versions that merge are
+    known up front and each goes to the end of its chain of such versions: one pass.
     """
-    changed = True
-    while changed:
-        changed = False
-        for u, v, kind in list(g.edges(data="kind")):
-            if kind == "accumulate" and g.out_degree(u) == 1:
-                merged_kind = (
-                    "input" if "input" in (g.nodes[u]["kind"], g.nodes[v]["kind"]) else "version"
-                )
-                g = nx.contracted_nodes(g, v, u, self_loops=False, copy=True)
-                g.nodes[v]["kind"] = merged_kind
-                g.nodes[v].pop("contraction", None)
-                changed = True
-                break
-    return g
+    into: dict = {}
+    for u in g:
+        if g.out_degree(u) == 1:
+            (v,) = g.successors(u)
+            if g.edges[u, v]["kind"] == "accumulate":
+                into[u] = v
+    if not into:
+        return g
+
+    def target(u):
+        while u in into:
+            u = into[u]
+        return u
+
+    rep = {u: target(u) for u in into}
+    out = nx.DiGraph()
+    for n, kind in g.nodes(data="kind"):
+        r = rep.get(n, n)
+        if kind == "input" or out.nodes.get(r, {}).get("kind") == "input":
+            out.add_node(r, kind="input")
+        elif r not in out:
+            out.add_node(r, kind=kind)
+    for u, v, kind in g.edges(data="kind"):
+        ru, rv = rep.get(u, u), rep.get(v, v)
+        if ru != rv:
+            out.add_edge(ru, rv, kind=kind)
+    return out
+
+
+def _signature(g: nx.DiGraph) -> Counter:
+    return Counter((k, g.in_degree(n), g.out_degree(n)) for n, k in g.nodes(data="kind"))
 
 
 def _same_shape(a: nx.DiGraph, b: nx.DiGraph) -> bool:
+    """Isomorphism matching node and edge kinds: cheap invariants first, then VF2."""
     if a.number_of_nodes() != b.number_of_nodes() or a.number_of_edges() != b.number_of_edges():
+        return False
+    if _signature(a) != _signature(b):
         return False
     matcher = iso.DiGraphMatcher(
         a,
@@ -99,20 +153,45 @@ def _canonical(
     return access_graph(lower(net), "b")
 
 
-def _densenet(info: StageInfo) -> Pattern | None:
+def _densenet(info: StageInfo, g: nx.DiGraph) -> Pattern | None:
+    """DenseNet(m input banks, n layers): the access graph is isomorphic to the canonical
+    one exactly when, with the layers ordered by how many banks they read, layer i reads
+    the m inputs and the banks of layers 0..i-1 and writes a fresh bank. O(edges)."""
     m, n = info.input_banks, len(info.layers)
     if n == 0 or len(info.banks) != m + n or len(set(info.banks[m:])) != 1:
         return None
-    layers = [(tuple(range(m + i)), m + i) for i in range(n)]
-    return _canonical(info.banks, layers, range(m + n), m), Pattern(
-        "densenet", (("depth", n), ("growth", info.banks[m]))
-    )
+    kinds = Counter(k for _, k in g.nodes(data="kind"))
+    if kinds != Counter({"input": m, "layer": n, "version": n}):  # (a zero count is no key)
+        return None
+    if g.number_of_edges() != m * n + n + n * (n - 1) // 2:  # reads and writes, nothing else
+        return None
+    layers = [v for v, k in g.nodes(data="kind") if k == "layer"]
+    written = {}
+    for layer in layers:
+        outs = list(g.successors(layer))
+        if len(outs) != 1 or g.nodes[outs[0]]["kind"] != "version" or g.in_degree(outs[0]) != 1:
+            return None
+        written[layer] = outs[0]
+    order = sorted(layers, key=g.in_degree)
+    rank = {}
+    for i, layer in enumerate(order):
+        if g.in_degree(layer) != m + i:
+            return None
+        rank[written[layer]] = i
+    for i, layer in enumerate(order):  # m + i reads, each an input or an earlier layer's bank
+        for src in g.predecessors(layer):
+            kind = g.nodes[src]["kind"]
+            if not (kind == "input" or (kind == "version" and rank[src] < i)):
+                return None
+    return Pattern("densenet", (("depth", n), ("growth", info.banks[m])))
 
 
 def _fractal(info: StageInfo) -> Pattern | None:
     n = len(info.layers)
     columns = (n + 1).bit_length() - 1
     if columns < 2 or 2**columns - 1 != n or info.input_banks != 1:
+        return None
+    if columns > MAX_FRACTAL_COLUMNS:
         return None
     rows = 2 ** (columns - 1)
     if len(info.banks) != rows + 1 or len(set(info.banks[1:])) != 1:
@@ -128,7 +207,7 @@ def _fractal(info: StageInfo) -> Pattern | None:
     )
 
 
-def _resnet(ir: IRGraph, info: StageInfo, g: nx.DiGraph) -> Pattern | None:
+def _resnet(ir: IRGraph, info: StageInfo, g: nx.DiGraph, nodes: list[str]) -> Pattern | None:
     """One bank; each residual layer reads the bank and adds back into it.
 
     Layers that overwrite the bank with a lone activation (post-activation ReLU) are allowed
@@ -136,6 +215,11 @@ def _resnet(ir: IRGraph, info: StageInfo, g: nx.DiGraph) -> Pattern | None:
     """
     if len(info.banks) != 1 or not info.layers:
         return None
+    ops: dict[str, list] = {}
+    for n in nodes:
+        p = ir.payload(n)
+        if getattr(p, "layer", None) is not None and hasattr(p, "op"):
+            ops.setdefault(p.layer, []).append(p.op)
     depth = 0
     for layer in info.layers:
         node = ("layer", layer)
@@ -148,30 +232,30 @@ def _resnet(ir: IRGraph, info: StageInfo, g: nx.DiGraph) -> Pattern | None:
         if g.has_edge(reads[0], writes[0]):  # adds back into the bank it read
             depth += 1
             continue
-        ops = [
-            ir.payload(n).op
-            for n in ir.graph
-            if getattr(ir.payload(n), "layer", None) == layer and hasattr(ir.payload(n), "op")
-        ]
-        if not (len(ops) == 1 and isinstance(ops[0], arch.Act)):
+        own = ops.get(layer, [])
+        if not (len(own) == 1 and isinstance(own[0], arch.Act)):
             return None
     if depth == 0:
         return None
     return Pattern("resnet", (("depth", depth), ("width", info.banks[0])))
 
 
-def recognize_block(ir: IRGraph, info: StageInfo) -> Pattern:
-    g = access_graph(ir, info.name)
-    found = _resnet(ir, info, g)
+def recognize_block(ir: IRGraph, info: StageInfo, nodes: list[str] | None = None) -> Pattern:
+    if nodes is None:
+        nodes = _stage_nodes(ir).get(info.name, [])
+    g = access_graph(ir, info.name, nodes)
+    found = _resnet(ir, info, g, nodes) or _densenet(info, g)
     if found is not None:
         return found
-    for candidate in (_densenet, _fractal):
-        made = candidate(info)
-        if made is not None and _same_shape(g, made[0]):
-            return made[1]
+    made = _fractal(info)
+    if made is not None and _same_shape(g, made[0]):
+        return made[1]
     return Pattern("custom", (("layers", len(info.layers)), ("banks", len(info.banks))))
 
 
 @register("recognize-patterns", kind="analysis", provides=("patterns",))
 def recognize_patterns(ir: IRGraph) -> IRGraph:
-    return ir.replace(patterns={b.name: recognize_block(ir, b) for b in ir.blocks})
+    nodes = _stage_nodes(ir)
+    return ir.replace(
+        patterns={b.name: recognize_block(ir, b, nodes.get(b.name, [])) for b in ir.blocks}
+    )

@@ -26,6 +26,7 @@ from torch import fx
 
 from smashc import arch
 from smashc.arch import Network
+from smashc.backends.budget import DEFAULT_MAX_PARAMS
 from smashc.backends.encoding import Encoding, EncodingConfig, encode, op_weights
 from smashc.backends.encoding import network as space_network
 from smashc.backends.fxrun import GraphRunner
@@ -40,6 +41,7 @@ from smashc.passes import DEFAULT_PIPELINE, TRAINING_PIPELINE, run_pipeline
 from smashc.pipeline import compile_program
 
 __all__ = [
+    "DEFAULT_MAX_PARAMS",
     "Encoding",
     "EncodingConfig",
     "GraphRunner",
@@ -107,11 +109,13 @@ def for_training(source: Network | Program, overrides: Mapping[str, int] | None 
     return run_pipeline(lower(source), DEFAULT_PIPELINE).ir
 
 
-def free_module(ir: IRGraph) -> fx.GraphModule:
-    """A GraphModule computing ``ir`` with freshly initialised weights of its own."""
+def free_module(ir: IRGraph, max_params: int = DEFAULT_MAX_PARAMS) -> fx.GraphModule:
+    """A GraphModule computing ``ir`` with freshly initialised weights of its own; a
+    SmashError at the largest layer, before allocating, if they would not fit (more than
+    ``max_params`` or than the memory available)."""
     from smashc.backends.fx import to_fx
 
-    return to_fx(ir)
+    return to_fx(ir, max_params)
 
 
 def fast_module(gm: fx.GraphModule) -> fx.GraphModule:

@@ -46,6 +46,9 @@ def error(code: str, message: str, span: Span, *notes: Note) -> Diagnostic:
     return Diagnostic("error", code, message, span, tuple(notes))
 
 
+EXCERPT_WIDTH = 120  # characters of a source line shown under a diagnostic
+
+
 def _excerpt(span: Span, sources: Mapping[str, str]) -> list[str]:
     text = sources.get(span.file)
     if text is None or span.line < 1:
@@ -53,11 +56,19 @@ def _excerpt(span: Span, sources: Mapping[str, str]) -> list[str]:
     lines = text.split("\n")  # Lark counts only \n as a line break
     if span.line > len(lines):
         return []
-    line = lines[span.line - 1].expandtabs(1)
+    # control characters would act on the terminal: each shows as one replacement character
+    line = "".join(c if c.isprintable() else "\ufffd" for c in lines[span.line - 1].expandtabs(1))
     width = 1
     if span.end_line == span.line and span.end_column > span.column:
         width = span.end_column - span.column
-    caret = " " * (span.column - 1) + "^" * max(1, min(width, len(line) - span.column + 1))
+    column = span.column
+    if len(line) > EXCERPT_WIDTH:  # a window around the span (a long line, or not source text)
+        start = max(0, min(column - 1 - EXCERPT_WIDTH // 4, len(line) - EXCERPT_WIDTH))
+        head, tail = ("..." if start else ""), ("..." if start + EXCERPT_WIDTH < len(line) else "")
+        line = head + line[start : start + EXCERPT_WIDTH] + tail
+        column = column - start + len(head)
+        width = min(width, EXCERPT_WIDTH + len(head) - column + 1)
+    caret = " " * (column - 1) + "^" * max(1, min(width, len(line) - column + 1))
     gutter = " " * len(str(span.line))
     return [f"{gutter} |", f"{span.line} | {line}", f"{gutter} | {caret}"]
 

@@ -71,3 +71,13 @@ def test_ranking_and_levers_report_every_predictor(tmp_path):
     config = json.loads((levers / "bn-4" / "config.json").read_text(encoding="utf-8"))
     assert config["search"]["score"]["bn_batches"] == 4
     assert "| bn-4 | BN recalibrated on 4 batches |" in (levers / "table.md").read_text()
+
+
+def test_check_scaling_reports_every_family_and_size():
+    res = figures("check_scaling.py", "--sizes", "8,16")
+    assert set(res) == {"dense", "chain", "resnet"}
+    for family, rows in res.items():
+        assert [r["n"] for r in rows] == [8, 16], family
+        for r in rows:
+            assert r["total_s"] >= r["recognize_s"] >= 0
+    assert [r["accesses"] for r in res["dense"]] == [35, 135]  # n(n-1)/2 reads, n-1 writes

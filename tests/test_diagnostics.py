@@ -15,6 +15,9 @@ The tests at the end pin down diagnostic bugs found and fixed earlier.
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from support import ROOT, check_golden
@@ -34,16 +37,23 @@ EXPECTED_CODES: dict[str, list[str]] = {
     "bank_does_not_exist": ["E0201"],
     "bank_never_written": ["E0202"],
     "duplicate_definition": ["E0103", "E0103"],
+    "else_if": ["E0001"],
     "even_kernel": ["E0204"],
     "groups_conv": ["E0203"],
     "groups_smash": ["E0203"],
     "head_classes": ["E0205"],
     "import_cycle": ["E0302"],
+    "import_directory": ["E0308", "E0308"],
+    "import_not_smash": ["E0308", "E0308"],
     "import_missing": ["E0303", "E0303"],
     "input_not_whole_banks": ["E0206"],
     "missing_argument": ["E0102"],
     "mutual_recursion": ["E0301"],
+    "nested_macros": ["E0207"],
+    "nested_statements": ["E0207"],
+    "nested_sums": ["E0207"],
     "nonpositive_kernel": ["E0204", "E0204"],
+    "numeric_fields": ["E0104", "E0104", "E0104"],
     "positional_after_keyword": ["E0102"],
     "recursive_macro": ["E0301"],
     "several_errors": ["E0101", "E0201", "E0204", "E0101", "E0205", "E0205"],
@@ -54,6 +64,8 @@ EXPECTED_CODES: dict[str, list[str]] = {
     "too_many_args": ["E0102", "E0102"],
     "two_networks": ["E0103"],
     "unexpected_character": ["E0002"],
+    "unclosed_block": ["E0001"],
+    "unclosed_brace": ["E0003"],
     "unexpected_eof": ["E0003"],
     "unknown_keyword": ["E0102"],
     "unknown_name": ["E0101"],
@@ -64,6 +76,10 @@ EXPECTED_CODES: dict[str, list[str]] = {
     "write_too_many_chunks": ["E0205"],
     "write_widths_differ": ["E0205"],
 }
+
+
+# goldens whose bad files the tests write (a NUL byte, symlinks, many files)
+WRITTEN_BY_TESTS = ("not_utf8", "import_nul", "import_chain", "import_loop")
 
 
 def _normalise(text: str) -> str:
@@ -91,7 +107,7 @@ def test_every_case_has_expected_codes():
 
 
 def test_no_orphan_goldens():
-    sources = {p.stem for p in CASES} | {"not_utf8"}  # not_utf8.smash is written by its test
+    sources = {p.stem for p in CASES} | set(WRITTEN_BY_TESTS)
     orphans = [p.name for p in DIAG.glob("*.expected") if p.stem not in sources]
     assert orphans == []
 
@@ -135,6 +151,68 @@ def test_not_utf8(tmp_path, capsys, monkeypatch):
     err = _check("tests/diagnostics/not_utf8.smash", capsys)
     check_golden(DIAG / "not_utf8.expected", err)
     assert _codes(err) == ["E0304"]
+
+
+def _written_case(tmp_path: Path, monkeypatch, files: dict[str, bytes]) -> str:
+    """Writes ``files`` (paths relative to tests/diagnostics) below ``tmp_path``, where the
+    other cases would be, and returns the first one's path for ``smashc check``."""
+    for rel, data in files.items():
+        path = tmp_path / "tests" / "diagnostics" / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    monkeypatch.chdir(tmp_path)
+    return f"tests/diagnostics/{next(iter(files))}"
+
+
+def test_import_path_with_a_nul_byte(tmp_path, capsys, monkeypatch):
+    """The NUL byte is written here, so that no binary file needs committing."""
+    case = _written_case(
+        tmp_path,
+        monkeypatch,
+        {"import_nul.smash": b'# An import path holding a NUL byte.\nimport "lib\0.smash"\n'},
+    )
+    err = _check(case, capsys)
+    check_golden(DIAG / "import_nul.expected", err)
+    assert _codes(err) == ["E0307"]
+
+
+def test_import_chain_too_deep(tmp_path, capsys, monkeypatch):
+    files = {"import_chain.smash": b'# 70 files importing one another.\nimport "chain/1.smash"\n'}
+    for i in range(1, 70):
+        files[f"chain/{i}.smash"] = f'import "{i + 1}.smash"\n'.encode()
+    files["chain/70.smash"] = b"def act = relu\n"
+    err = _check(_written_case(tmp_path, monkeypatch, files), capsys)
+    check_golden(DIAG / "import_chain.expected", err)
+    assert _codes(err) == ["E0309"]
+
+
+def test_import_symlink_loop_and_long_name(tmp_path, capsys, monkeypatch):
+    case = _written_case(
+        tmp_path,
+        monkeypatch,
+        {
+            "import_loop.smash": b"# A symlink loop and a file name longer than the system allows."
+            b'\nimport "loop/a.smash"\nimport "' + b"n" * 300 + b'.smash"\n'
+        },
+    )
+    loop = tmp_path / "tests" / "diagnostics" / "loop"
+    loop.mkdir()
+    (loop / "a.smash").symlink_to("b.smash")
+    (loop / "b.smash").symlink_to("a.smash")
+    err = _check(case, capsys)
+    check_golden(DIAG / "import_loop.expected", err)
+    assert _codes(err) == ["E0307", "E0307"]
+
+
+def test_special_main_file_is_not_read(tmp_path, capsys, monkeypatch):
+    """A pipe given as the file to check is refused without opening it (which would wait
+    for a writer); so is a device, which would be read without end."""
+    monkeypatch.chdir(tmp_path)
+    os.mkfifo("pipe.smash")
+    err = _check("pipe.smash", capsys)
+    assert err.startswith("pipe.smash:1:1: error[E0305]: cannot read file: it is a pipe, not a")
+    err = _check("/dev/zero", capsys)
+    assert err.startswith("/dev/zero:1:1: error[E0305]: cannot read file: it is a device, not")
 
 
 def test_missing_file(tmp_path, capsys, monkeypatch):
@@ -271,3 +349,107 @@ def test_excerpt_shows_the_reported_line(sep):
     assert diag.span.line == 5
     rendered = info.value.render().splitlines()
     assert rendered[2] == "5 |     stem { conv(out=16) -> rleu }"
+
+
+# --- networks too large to give weights to: refused before anything is allocated --------
+
+COMPILE_CASES = sorted((DIAG / "compile").glob("*.smash"))
+
+
+def _no_weights(*args, **kwargs):
+    raise AssertionError("weights were built for a network over the cap")
+
+
+@pytest.mark.parametrize("case", COMPILE_CASES, ids=lambda p: p.stem)
+@pytest.mark.parametrize("emit", [["-o", "PKG"], ["--emit", "code"]], ids=["package", "code"])
+def test_network_over_the_parameter_cap(case, emit, tmp_path, capsys, monkeypatch):
+    """``compile -o`` and ``--emit code`` stop at the largest layer before building any
+    module, and write nothing."""
+    from smashc.backends import fx
+
+    monkeypatch.chdir(ROOT)
+    monkeypatch.setattr(fx._Builder, "build", _no_weights)
+    emit = [str(tmp_path / "pkg") if a == "PKG" else a for a in emit]
+    rc = main(["compile", case.relative_to(ROOT).as_posix(), *emit])
+    out, err = capsys.readouterr()
+    assert rc == 1 and out == ""
+    check_golden(case.with_suffix(".expected"), err)
+    assert _codes(err) == ["E0406"]
+    assert not (tmp_path / "pkg").exists()
+
+
+def test_parameter_cap_is_checked_before_torch_is_imported():
+    """In a fresh interpreter: the refusal comes before the fx backend (and torch) loads."""
+    code = (
+        "import sys; from smashc.cli import main; "
+        "rc = main(['compile', 'tests/diagnostics/compile/too_many_params.smash', '-o', "
+        "'never']); assert 'torch' not in sys.modules; sys.exit(rc)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 1, done.stderr
+    assert ": error[E0406]: the network has 2,583,691,738 parameters" in done.stderr
+    assert not (ROOT / "never").exists()
+
+
+def test_parameter_cap_is_a_flag(capsys, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    case = "tests/diagnostics/compile/too_many_params.smash"
+    assert main(["compile", case, "--emit", "code", "--max-params", "1000"]) == 1
+    assert "more than the cap of 1,000;" in capsys.readouterr().err
+    with pytest.raises(SystemExit, match="1"):
+        main(["compile", case, "--max-params", "0"])
+    assert "--max-params: expected a positive integer, got '0'" in capsys.readouterr().err
+    small = "examples/resnet20.smash"
+    assert main(["compile", small, "--emit", "code", "--max-params", "100000"]) == 1
+    assert "the network has 269,722 parameters, more than the cap of 100,000" in (
+        capsys.readouterr().err
+    )
+
+
+TWO_CONVS = (
+    "network m {\n    input 3 x 8 x 8\n    classes 2\n"
+    "    stem { conv(out=1000) -> conv(out=10) }\n    head { gap -> linear(out=2) }\n}\n"
+)
+
+
+def test_weights_over_the_memory_available():
+    """Below the cap but more than the memory there is: E0407 at the largest layer."""
+    from smashc.backends.budget import check_fits
+    from smashc.pipeline import compile_text
+
+    ir = compile_text(TWO_CONVS)
+    check_fits(ir, available=10**9)  # 117,022 parameters: 468 KB
+    with pytest.raises(SmashError) as info:
+        check_fits(ir, available=400_000)
+    d = info.value.diagnostics[0]
+    assert d.headline() == (
+        "<string>:4:30: error[E0407]: the network's weights need 0.4 MiB (117,022 "
+        "parameters), more than the 0.4 MiB of memory available; the largest layer is this conv"
+    )
+    assert d.notes[0].message == "this conv has 90,000 of them (0.3 MiB)"
+
+
+def test_runtime_free_module_checks_first(monkeypatch):
+    """The runtime's door (``compiler.free_module``, what ``smashc train`` uses)."""
+    from smashc import compiler
+    from smashc.backends import fx
+    from smashc.pipeline import compile_text
+
+    ir = compile_text(TWO_CONVS)
+    monkeypatch.setattr(fx._Builder, "build", _no_weights)
+    with pytest.raises(SmashError) as info:
+        compiler.free_module(ir, max_params=100_000)
+    assert info.value.diagnostics[0].code == "E0406"
+    assert str(info.value.diagnostics[0].span) == "<string>:4:30"
+
+
+@pytest.mark.parametrize("command", ["check", "fmt", "expand", "compile"])
+def test_deep_nesting_is_located_by_every_command(command, capsys, monkeypatch):
+    """250 nested 'if's crashed check, expand, fmt and compile with a VisitError."""
+    monkeypatch.chdir(ROOT)
+    case = "tests/diagnostics/nested_statements.smash"
+    assert main([command, case]) == 1
+    out, err = capsys.readouterr()
+    assert err.startswith(f"{case}:37:69: error[E0207]: statements ('if', 'repeat', 'block') ")

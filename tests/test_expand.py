@@ -443,7 +443,7 @@ def test_flatten_roundtrip_with_overrides(overrides):
 
 def test_flatten_roundtrip_odd_values():
     body = """\
-    stem { bn(eps=-0.5, momentum=0.0) -> leaky_relu(slope=-0.25)
+    stem { bn(eps=2.5e-7, momentum=0.0) -> leaky_relu(slope=-0.25)
         -> conv(out=16, kernel=(1, 3), stride=(1, 2), padding=(0, 3), dilation=(2, 1)) }
     block b_l0 {
         banks 1 x 16, 1 x 8, 1 x 8
@@ -533,7 +533,7 @@ def test_cli_fmt_rewrites(in_tmp, capsys):
 def test_cli_fmt_syntax_error(in_tmp, capsys):
     Path("bad.smash").write_text("network n {\n")
     assert main(["fmt", "--check", "bad.smash"]) == 1
-    assert "bad.smash:1:12: error[E0003]" in capsys.readouterr().err
+    assert "bad.smash:1:11: error[E0003]: unclosed '{'" in capsys.readouterr().err
     assert Path("bad.smash").read_text() == "network n {\n"
 
 

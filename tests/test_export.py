@@ -6,6 +6,7 @@ output on a saved input must equal the in-process GraphModule's with the same we
 
 from __future__ import annotations
 
+import keyword
 import os
 import subprocess
 import sys
@@ -27,6 +28,7 @@ import smashc
 from smashc.backends.export import export_package, module_source
 from smashc.backends.fx import class_name, to_fx
 from smashc.cli import main
+from smashc.diagnostics import SmashError
 from smashc.ir import dump
 from smashc.ir.graph import IRGraph
 from smashc.pipeline import compile_text
@@ -224,3 +226,106 @@ def test_load_names_what_a_folder_is_missing(tmp_path):
     (tmp_path / "module.py").write_text("")
     with pytest.raises(FileNotFoundError, match=r"network: weights\.pt missing"):
         smashc.load(tmp_path)
+
+
+# Names the generated package must survive as the network's, a block's and a layer's name:
+# every Python keyword (soft ones too), the builtins and module-level names the generated
+# code uses, and names that Python mangles or that clash once capitalised.
+HOSTILE_NAMES = sorted(
+    set(keyword.kwlist + keyword.softkwlist)
+    | {"path", "Path", "torch", "load", "from_state", "read_weights", "hashlib", "io"}
+    | {"self", "x", "super", "object", "getattr", "print", "operator", "none_type"}
+    | {"float", "int", "len", "Module", "nn", "fx", "inf", "nan", "device", "_", "__init__"}
+    | {"__all__", "__name__", "WEIGHTS_SHA256", "weights_bytes"}
+)
+
+
+@pytest.mark.parametrize("name", HOSTILE_NAMES)
+def test_package_of_a_network_named_like_python(name, tmp_path):
+    text = f"""network {name} {{
+        input 3 x 8 x 8
+        classes 2
+        stem {{ conv(out=8) -> bn -> relu }}
+        block {name} {{
+            banks 1 x 8, 1 x 8
+            layer {name} read 0 write 1 = conv(out=8) -> relu
+            output 1
+        }}
+        head {{ gap -> linear(out=2) }}
+    }}"""
+    gm = to_fx(compile_text(text)).eval()
+    package = export_package(gm, tmp_path / "pkg", class_name(name))
+    model = smashc.load(package).eval()
+    x = torch.randn(2, 3, 8, 8)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), gm(x), rtol=0, atol=0)
+    assert not keyword.iskeyword(type(model).__name__)
+
+
+_TINY = "network t { input 3 x 8 x 8 classes 2 stem { conv(out=4) } head { gap -> linear(out=2) } }"
+
+
+def _tiny_package(tmp_path: Path, nan: bool = False) -> Path:
+    gm = to_fx(compile_text(_TINY))
+    if nan:
+        with torch.no_grad():
+            next(gm.parameters())[0] = float("nan")
+    return export_package(gm, tmp_path / "pkg", "T")
+
+
+def _load_fails(package: Path, message: str) -> None:
+    weights = package / "weights.pt"
+    with pytest.raises(SmashError) as info:
+        smashc.load(package)
+    headline = info.value.diagnostics[0].headline()
+    assert headline == f"{weights}:1:1: error[E0503]: {message}", headline
+
+
+def test_load_refuses_truncated_weights(tmp_path):
+    package = _tiny_package(tmp_path)
+    weights = package / "weights.pt"
+    size = weights.stat().st_size
+    weights.write_bytes(weights.read_bytes()[: size // 2])
+    _load_fails(package, f"is damaged: {size // 2} bytes where {size} were exported (truncated)")
+
+
+def test_load_refuses_changed_weights(tmp_path):
+    package = _tiny_package(tmp_path)
+    weights = package / "weights.pt"
+    data = bytearray(weights.read_bytes())
+    data[-100] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    _load_fails(package, "is damaged or replaced: its SHA-256 is not the exported one")
+
+
+def test_load_refuses_symlinked_weights(tmp_path):
+    package = _tiny_package(tmp_path)
+    weights = package / "weights.pt"
+    weights.rename(tmp_path / "elsewhere.pt")
+    weights.symlink_to(tmp_path / "elsewhere.pt")
+    _load_fails(package, "is a symlink; the weights must be the exported file itself")
+    export_package(to_fx(compile_text(_TINY)), package, "T")  # a re-export replaces the link
+    assert not weights.is_symlink() and (tmp_path / "elsewhere.pt").exists()
+    smashc.load(package)
+
+
+def test_load_refuses_nan_weights(tmp_path):
+    package = _tiny_package(tmp_path, nan=True)
+    _load_fails(package, "holds NaN or infinite values in stem_0conv.weight")
+
+
+def test_the_package_checks_its_weights_without_smashc(tmp_path):
+    """The package's own ``load`` (what a user without smashc calls) makes the same checks."""
+    import importlib
+
+    package = _tiny_package(tmp_path)
+    weights = package / "weights.pt"
+    weights.write_bytes(weights.read_bytes()[:-1])
+    sys.path.insert(0, str(tmp_path))
+    try:
+        with pytest.raises(ValueError, match=r"weights\.pt is damaged: \d+ bytes where"):
+            importlib.import_module("pkg").load()
+    finally:
+        sys.path.remove(str(tmp_path))
+        sys.modules.pop("pkg", None)
+        sys.modules.pop("pkg.module", None)

@@ -9,6 +9,13 @@ driven by ``random.Random(0)``, so a failure reproduces exactly.
 A network that the front end accepts must also survive the flatten round trip
 (``expand(load_text(print(to_module(net)))) == net``).
 
+A second generator writes whole programs: statements (``if``/``else``, ``repeat``,
+``block``) nested up to and past their limits and wide with siblings, nested sums, deep
+expressions, and numeric fields (channels, kernels, strides, dilations, groups, eps,
+momentum, slopes, input sizes, classes) drawn now and then from extreme values. Each goes
+through the front end, the pass pipeline and the weight budget (nothing is allocated) and
+must end accepted or in a located SmashError.
+
 Crashes with a known cause are tolerated here (and counted) but each is pinned by a strict
 xfail test at the end of this file; remove its ``KNOWN_CRASHES`` entry once it is fixed.
 """
@@ -315,16 +322,22 @@ def test_huge_integer_literal():
 
 
 @pytest.mark.parametrize(
-    "nested", ["-" * 1000 + "1", "not " * 1000 + "true", "(" * 1000 + "1" + ",)" * 1000]
+    "nested, column",
+    [("-" * 1000 + "1", 149), ("not " * 1000 + "true", 533), ("(" * 1000 + "1" + ",)" * 1000, 149)],
 )
-def test_deep_nesting(nested):
-    _fails_at("network n { let a = " + nested + " }", "1:1: error[E0001]", "nest too deeply")
+def test_deep_nesting(nested, column):
+    """Reported at the first operator nested one level too deep (the 129th)."""
+    _fails_at(
+        "network n { let a = " + nested + " }",
+        f"1:{column}: error[E0207]",
+        "expressions nest too deeply: more than 128 levels",
+    )
 
 
 def test_moderate_nesting_is_fine():
     # the expression is evaluated; only the declarations this network lacks are errors
     exc = _fails_at(
-        "network n { let a = " + "-" * 200 + "1" + " }",
+        "network n { let a = " + "-" * 128 + "1" + " }",
         "1:1: error[E0104]",
         "network 'n' has no 'input' declaration",
     )
@@ -337,7 +350,7 @@ def test_infinite_float_argument():
         "network n { input 3 x 8 x 8 classes 10 stem { bn(eps=1e999) } "
         "head { gap -> linear(out=10) } }"
     )
-    _fails_at(text, "1:54: error[E0104]", "argument 'eps' of bn must be a number, got inf")
+    _fails_at(text, "1:54: error[E0104]", "argument 'eps' of bn must be a positive number, got inf")
 
 
 def test_empty_output_selection():
@@ -346,3 +359,180 @@ def test_empty_output_selection():
         "layer read 0 write 1 = conv(out=4) output 0..0 } head { gap -> linear(out=10) } }"
     )
     _fails_at(text, "1:102: error[E0104]", "output lists no banks")
+
+
+def _nested(statements: int, sums: int, expressions: int) -> str:
+    """A network whose stem sits in ``statements`` ifs and repeats and holds ``sums`` nested
+    sums around a conv whose kernel is an expression ``expressions`` operators deep."""
+    kernel = "1" + "+0" * expressions
+    ops = "sum { " * sums + f"conv(out=4, kernel={kernel})" + " | identity }" * sums
+    opens = "".join("if true { " if i % 2 else "repeat 1 { " for i in range(statements))
+    return (
+        "network n {\n input 3 x 8 x 8\n classes 2\n"
+        + opens + "stem { conv(out=4) -> " + ops + " }" + " }" * statements
+        + "\n head { gap -> linear(out=2) }\n}\n"
+    )  # fmt: skip
+
+
+def test_nesting_at_every_limit_at_once_goes_through_every_stage(tmp_path):
+    """The deepest accepted program is checked, printed, compiled, exported and loaded, with
+    room to spare on the stack (run here under a recursion limit well below Python's)."""
+    import sys
+
+    import torch
+
+    import smashc
+    from smashc import compiler
+    from smashc.frontend.parser import MAX_EXPRESSION_DEPTH, MAX_STATEMENT_DEPTH, MAX_SUM_DEPTH
+
+    text = _nested(MAX_STATEMENT_DEPTH, MAX_SUM_DEPTH, MAX_EXPRESSION_DEPTH)
+    program = load_text(text, "deep.smash")
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(len(_stack()) + 600)  # 400 frames short of the default
+    try:
+        again = parse(printer.module(program.main), "again.smash")
+        net = expand(program)
+        _flatten_roundtrip(net)
+        ir = compiler.for_training(program)
+        gm = compiler.free_module(ir)
+        compiler.export(gm, ir, tmp_path / "pkg")
+        model = smashc.load(tmp_path / "pkg")
+    finally:
+        sys.setrecursionlimit(limit)
+    assert again == program.main
+    assert model(torch.zeros(1, 3, 8, 8)).shape == (1, 2)
+    for deeper in [(1, 0, 0), (0, 1, 0), (0, 0, 1)]:
+        d = [MAX_STATEMENT_DEPTH, MAX_SUM_DEPTH, MAX_EXPRESSION_DEPTH]
+        d = [a + b for a, b in zip(d, deeper, strict=True)]
+        with pytest.raises(SmashError) as info:
+            load_text(_nested(*d), "deep.smash")
+        assert [x.code for x in info.value.diagnostics] == ["E0207"]
+        _check_error(info.value)
+
+
+def _stack() -> list:
+    import inspect
+
+    return inspect.stack(0)
+
+
+# --- generated programs: deep and wide statement nestings, extreme numeric fields -----------
+
+N_GENERATED = 120
+
+HUGE = ["0", "-1", "1", "2", "3", "2 ** 20", "2 ** 24", "2 ** 31", "2 ** 40 + 1", "2 ** 47",
+        "2 ** 48", "2 ** 48 + 1", "10 ** 30", "1.5", "-0.5", "(1, 2 ** 40)", "(0, 1)"]  # fmt: skip
+FLOATS = ["0", "-1", "1e-300", "1e300", "1.5", "-0.1", "0.5", "1", "1e999", "2 ** 47"]
+
+
+EXTREME = [0.0]  # the chance that a numeric field is drawn from its pool (set per program)
+
+
+def _number(rng: random.Random, pool: list[str], usual: str) -> str:
+    return rng.choice(pool) if rng.random() < EXTREME[0] else usual
+
+
+def _op(rng: random.Random, width: str) -> str:
+    """One op call whose numeric fields are now and then extreme."""
+    kind = rng.randrange(6)
+    if kind == 0:
+        return (
+            f"conv(out={_number(rng, HUGE, width)}, kernel={_number(rng, HUGE, '3')}, "
+            f"stride={_number(rng, HUGE, '1')}, dilation={_number(rng, HUGE, '1')}, "
+            f"groups={_number(rng, HUGE, '1')})"
+        )
+    if kind == 1:
+        return f"bn(eps={_number(rng, FLOATS, '1e-5')}, momentum={_number(rng, FLOATS, '0.1')})"
+    if kind == 2:
+        return f"leaky_relu(slope={_number(rng, FLOATS, '0.1')})"
+    if kind == 3:
+        pool = rng.choice(["avgpool", "maxpool"])
+        return f"{pool}(kernel={_number(rng, HUGE, '1')}, stride={_number(rng, HUGE, '1')})"
+    if kind == 4:
+        return f"chanpad(out={_number(rng, HUGE, width)})"
+    return rng.choice(["relu", "identity", "relu6"])
+
+
+def _seq(rng: random.Random, width: str, sums: int) -> str:
+    ops = [_op(rng, width) for _ in range(rng.randint(1, 3))]
+    if sums:
+        ops.append("sum { " + _seq(rng, width, sums - 1) + " | identity }")
+    return " -> ".join(ops)
+
+
+def _expr(rng: random.Random, depth: int) -> str:
+    return "1" + "".join(rng.choice(["+0", "*1", "-0"]) for _ in range(depth))
+
+
+def _nest(rng: random.Random, depth: int, inner: str, wide: int) -> str:
+    """``inner`` inside ``depth`` levels of if/else and repeat, each level with ``wide``
+    empty or trivial siblings."""
+    for _ in range(depth):
+        siblings = " ".join(rng.choice(["if false { }", "repeat 0 { }", "let q = 1"])
+                            for _ in range(wide))  # fmt: skip
+        if rng.random() < 0.5:
+            inner = f"if {_expr(rng, 2)} == 1 {{ {siblings} {inner} }} else {{ {siblings} }}"
+        else:
+            inner = f"repeat {_number(rng, ['0', '2', '2 ** 20'], '1')} {{ {siblings} {inner} }}"
+    return inner
+
+
+def _generated(rng: random.Random) -> str:
+    """A network with nested statements around its stem and inside its block, nested sums,
+    deep expressions and extreme numeric fields; limits are crossed now and then."""
+    EXTREME[0] = rng.choice([0.0, 0.0, 0.03, 0.1, 0.3])
+    deep = lambda top: rng.choice([0, 1, 3, 8, 20, 31, top])  # noqa: E731
+    width = rng.choice(["8", "8", "8", "2 ** 24", "2 ** 47", _number(rng, HUGE, "8")])
+    stem = f"stem {{ conv(out=8) -> {_seq(rng, '8', deep(33))} }}"
+    layer = f"layer read 0 write 1 = {_seq(rng, width, deep(2))}"
+    inside = _nest(rng, min(deep(33), 31), layer, rng.choice([0, 1, 5, 20]))
+    block = f"block {{ banks 1 x 8, 1 x {width} {inside} output 1 }}"
+    outer = deep(33)
+    body = _nest(rng, outer, stem if rng.random() < 0.5 else "", rng.choice([0, 2, 20]))
+    dims = [_number(rng, HUGE, "8") for _ in range(2)]
+    return (
+        f"network g {{\n  input 3 x {dims[0]} x {dims[1]}\n"
+        f"  classes {_number(rng, HUGE, '2')}\n  let e = {_expr(rng, deep(130))}\n"
+        f"  {body if 'stem' in body else body + ' ' + stem}\n  {block}\n"
+        "  head { gap -> linear(out=classes) }\n}\n"
+    )
+
+
+def _compile_or_located_error(text: str) -> str:
+    """Front end, passes and the weight budget (nothing is allocated): "ok" or the first
+    error code; any error must be a located SmashError."""
+    from smashc.backends.budget import check_fits
+    from smashc.pipeline import compile_program
+
+    try:
+        program = load_text(text, "gen.smash")
+        check_fits(compile_program(program).ir)
+        return "ok"
+    except SmashError as exc:
+        assert exc.diagnostics, "SmashError without diagnostics"
+        sources = exc.sources or {"gen.smash": text}
+        for d in exc.diagnostics:
+            assert re.fullmatch(r"E0\d{3}", d.code), d
+            _check_location(d.span, sources)
+        return exc.diagnostics[0].code
+
+
+def test_fuzz_generated_nestings_and_numbers():
+    rng = random.Random(1)
+    codes: dict[str, int] = {}
+    slowest = (0.0, -1)
+    for k in range(N_GENERATED):
+        text = _generated(rng)
+        t0 = time.perf_counter()
+        try:
+            code = _compile_or_located_error(text)
+        except Exception as exc:  # noqa: BLE001 - anything else is a bug
+            raise AssertionError(f"input #{k} crashed:\n{text}") from exc
+        codes[code] = codes.get(code, 0) + 1
+        slowest = max(slowest, (time.perf_counter() - t0, k))
+    print(f"slowest #{slowest[1]} {slowest[0]:.2f}s")
+    print(f"generated: {N_GENERATED} programs, outcomes {sorted(codes.items())}")
+    # the generator reaches both sides of each limit: accepted programs, nesting errors,
+    # value errors and over-the-cap networks
+    assert codes.get("ok", 0) > 10 and codes.get("E0207", 0) > 10, codes
+    assert codes.get("E0104", 0) > 10 and codes.get("E0406", 0) > 0, codes

@@ -330,3 +330,56 @@ def test_examples_template_blocks_are_recognised(path):
     for b in final.blocks:
         want = FAMILY.get(b.template, "custom")
         assert final.patterns[b.name].family == want, (b.name, b.template)
+
+
+# --- the structural DenseNet test against VF2 ------------------------------------------------
+
+
+def _random_block(rng, inputs: int, layers: int) -> str:
+    """A valid block of ``inputs`` input banks and ``layers`` layers with random reads of
+    banks holding something and random writes (fresh or adding), often DenseNet-like."""
+    filled = list(range(inputs))
+    lines = []
+    for i in range(layers):
+        if rng.random() < 0.5:  # the DenseNet read set where it is filled, else all filled
+            dense = set(range(inputs + i))
+            reads = sorted(dense) if dense <= set(filled) else list(filled)
+        else:
+            reads = rng.sample(filled, rng.randint(1, len(filled)))
+        rng.shuffle(reads)
+        write = inputs + i if rng.random() < 0.7 else rng.randrange(inputs, inputs + layers)
+        lines.append(
+            f"        layer read {', '.join(map(str, sorted(set(reads))))} write {write}"
+            " = conv(out=4)"
+        )
+        if write not in filled:
+            filled.append(write)
+    body = "\n".join(lines)
+    return (
+        f"    block b {{\n        banks {inputs} x 4, {layers} x 4\n{body}\n"
+        f"        output {', '.join(map(str, filled))}\n    }}"
+    )
+
+
+def test_structural_densenet_test_agrees_with_vf2():
+    """On a few hundred random small blocks, the linear-time DenseNet test says yes exactly
+    where VF2 finds the block's access graph isomorphic to the canonical DenseNet's."""
+    import random
+
+    from smashc.frontend.expand import expand as expand_program
+    from smashc.passes.recognize import _canonical, _densenet, _same_shape
+
+    rng = random.Random(0)
+    seen = {True: 0, False: 0}
+    for _ in range(300):
+        inputs, layers = rng.randint(1, 2), rng.randint(1, 5)
+        src = network(_random_block(rng, inputs, layers), stem_out=4 * inputs, prelude="")
+        ir = run_pipeline(lower(expand_program(load_text(src, "r.smash")))).ir
+        (info,) = ir.blocks
+        g = access_graph(ir, "b")
+        dense = [(tuple(range(inputs + i)), inputs + i) for i in range(layers)]
+        canonical = _canonical(info.banks, dense, range(inputs + layers), inputs)
+        vf2 = len(set(info.banks[inputs:])) == 1 and _same_shape(g, canonical)
+        assert (_densenet(info, g) is not None) == vf2, src
+        seen[vf2] += 1
+    assert seen[True] > 30 and seen[False] > 30  # both answers are exercised

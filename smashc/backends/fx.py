@@ -17,6 +17,7 @@ import torch.nn.functional as F  # noqa: N812
 from torch import fx, nn
 
 from smashc import arch
+from smashc.backends.budget import DEFAULT_MAX_PARAMS, check_fits
 from smashc.ir.graph import IRGraph
 from smashc.ir.nodes import Add, BankVersion, Concat, Input, OpNode, Output, Slice
 from smashc.ops.registry import of
@@ -26,7 +27,9 @@ from smashc.ops.registry import of
 def py_name(node_id: str) -> str:
     """A Python identifier for an IR node id (``stage1_l0.0conv`` -> ``stage1_l0_0conv``)."""
     name = re.sub(r"\W", "_", node_id)
-    return name if not name[0].isdigit() else f"n_{name}"
+    # a leading digit is not an identifier; a leading "__" would be name-mangled in the
+    # exported class body (``self.__init___l0`` reads ``self._Net__init___l0``)
+    return name if not (name[0].isdigit() or name.startswith("__")) else f"n_{name}"
 
 
 def node(graph: fx.Graph, op: str, target, args, name: str) -> fx.Node:
@@ -160,11 +163,14 @@ class _Builder:
         return fx.GraphModule(self.root, self.graph, class_name=class_name(ir.name))
 
 
-def to_fx(ir: IRGraph) -> fx.GraphModule:
+def to_fx(ir: IRGraph, max_params: int = DEFAULT_MAX_PARAMS) -> fx.GraphModule:
     """A GraphModule computing ``ir`` with its own freshly initialised parameters.
 
     Pre: shapes inferred. The module maps (N, C, H, W) inputs to (N, classes) logits.
+    Raises SmashError (E0406, E0407), before allocating anything, when the weights would
+    be more than ``max_params`` or more than the memory available.
     """
     if ir.shapes is None:
         raise ValueError("to_fx needs inferred shapes; run the default pipeline first")
+    check_fits(ir, max_params)
     return _Builder(ir).build()

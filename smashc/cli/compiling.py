@@ -7,6 +7,7 @@ import difflib
 import sys
 from pathlib import Path
 
+from smashc.backends.budget import DEFAULT_MAX_PARAMS, check_fits
 from smashc.cli.common import ArgumentParser, UsageError, overrides
 from smashc.diagnostics import COMMAND_LINE, SmashError, error
 from smashc.frontend import printer
@@ -15,6 +16,13 @@ from smashc.frontend.flatten import to_module
 from smashc.frontend.loader import load_file, read_source
 from smashc.frontend.parser import parse
 from smashc.ir.graph import MissingAnalysis
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: a positive decimal integer (``1_000`` and non-ASCII digits refused)."""
+    if not (text.isascii() and text.isdigit()) or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got '{text}'")
+    return int(text)
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -88,12 +96,12 @@ def cmd_expand(args: argparse.Namespace) -> int:
     return 0
 
 
-def _export(ir, outdir: str) -> None:
+def _export(ir, outdir: str, max_params: int) -> None:
     from smashc.backends.export import export_package
     from smashc.backends.fx import class_name, to_fx
     from smashc.ir import dump
 
-    gm = to_fx(ir)
+    gm = to_fx(ir, max_params)
     cls = class_name(ir.name)
     out = export_package(gm, outdir, cls, dump(ir))
     print(f"wrote {out}/ (from {out.name} import load; model = load())", file=sys.stderr)
@@ -139,18 +147,20 @@ def cmd_compile(args: argparse.Namespace) -> int:
             verify_each=args.verify_each,
             after_each=after_each,
         )
+        if args.emit == "code" or (args.output is not None and args.emit != "encoding"):
+            check_fits(result.ir, args.max_params)  # before torch is even imported
         if args.emit == "ir":
             sys.stdout.write(dump(result.ir))
         if args.emit == "code":
             from smashc.backends.fx import to_fx
 
-            sys.stdout.write(to_fx(result.ir).code.lstrip("\n"))
+            sys.stdout.write(to_fx(result.ir, args.max_params).code.lstrip("\n"))
         if args.report:
             sys.stdout.write(report.render(result.ir))
         if args.emit == "encoding":
             _emit_encoding(result.ir, args)
         elif args.output is not None:
-            _export(result.ir, args.output)
+            _export(result.ir, args.output, args.max_params)
     except SmashError as exc:
         sources = {**(program.sources if program else {}), **exc.sources}
         print(SmashError(exc.diagnostics, sources).render(), file=sys.stderr)
@@ -236,6 +246,14 @@ def add_commands(sub) -> None:
         metavar="OUT",
         help="a directory for an importable Python package (torch only), or with "
         "--emit encoding a .npy/.pt file (plus a .json sidecar)",
+    )
+    k.add_argument(
+        "--max-params",
+        type=positive_int,
+        default=DEFAULT_MAX_PARAMS,
+        metavar="N",
+        help="refuse to build (-o, --emit code) a network with more parameters than this "
+        f"(default {DEFAULT_MAX_PARAMS:,}; weights must also fit in the memory available)",
     )
     k.set_defaults(run=cmd_compile)
 

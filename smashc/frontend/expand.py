@@ -16,6 +16,7 @@ from smashc.diagnostics import DiagnosticBag, Note, SmashError, Span, error
 from smashc.frontend import ast
 from smashc.frontend.check import seq_channels
 from smashc.frontend.loader import Program
+from smashc.frontend.parser import MAX_SUM_DEPTH
 from smashc.ops.registry import REQUIRED, ArgError, OpDef, Param, lookup, names
 from smashc.ops.smash import CONV_PARAMS as SMASH_CONV
 
@@ -25,6 +26,7 @@ MAX_INT = 2**48
 MAX_ITERATIONS = 100_000
 MAX_BANKS = 4096
 MAX_OPS = 200_000
+MAX_MACRO_DEPTH = 32  # macros calling macros; keeps the later recursive walks bounded
 
 
 class _Skip(Exception):
@@ -45,6 +47,8 @@ _KIND_WORDS = {
     "nonnegpair": "a non-negative integer or a pair of them (h, w)",
     "odd": "a positive odd integer or a pair of them (h, w)",
     "float": "a number",
+    "posfloat": "a positive number",
+    "unitfloat": "a number from 0 to 1",
     "bool": "true or false",
     "act": "one of " + ", ".join(arch.ACTIVATIONS),
     "sconv": "conv(kernel=..., dilation=..., groups=..., act=...)",
@@ -94,6 +98,7 @@ class Expander:
         self.bag = DiagnosticBag()
         self.iterations = 0
         self.ops_made = 0
+        self.sum_depth = 0  # sums open around the op being expanded, through macros too
         self.names: set[str] = set()
         for name, m in program.macros.items():
             if lookup(name) is not None:
@@ -282,9 +287,10 @@ class Expander:
             self.fail("E0104", msg, a.value.span)
         v = self.eval(a.value, scope)
         label = f"argument '{a.name or '?'}' of {what}"
-        if kind == "float":
+        if kind in ("float", "posfloat", "unitfloat"):
             if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v):
-                return float(v)
+                if kind == "float" or (v > 0 if kind == "posfloat" else 0 <= v <= 1):
+                    return float(v)
         elif kind == "bool":
             if isinstance(v, bool):
                 return v
@@ -338,8 +344,7 @@ class Expander:
         ops: list[arch.Op] = []
         for item in s.items:
             if isinstance(item, ast.Sum):
-                paths = tuple(self.seq(p, scope) for p in item.paths)
-                ops.append(arch.Sum(paths, item.span))
+                ops.append(self.sum(item, scope))
             elif (entry := lookup(item.name)) is not None:
                 ops.append(self.build(entry, item, scope))
             elif item.name in self.program.macros:
@@ -357,8 +362,23 @@ class Expander:
                 self.fail("E0101", msg, item.span)
         return tuple(ops)
 
+    def sum(self, item: ast.Sum, scope: _Scope) -> arch.Sum:
+        if self.sum_depth >= MAX_SUM_DEPTH:
+            msg = f"'sum' paths nest too deeply (through macros): more than {MAX_SUM_DEPTH} levels"
+            self.fail("E0207", msg, Span(item.span.file, item.span.line, item.span.column,
+                                         item.span.line, item.span.column + 3))  # fmt: skip
+        self.sum_depth += 1
+        try:
+            return arch.Sum(tuple(self.seq(p, scope) for p in item.paths), item.span)
+        finally:
+            self.sum_depth -= 1
+
     def macro(self, call: ast.Call, scope: _Scope) -> tuple[arch.Op, ...]:
         m = self.program.macros[call.name]
+        if len(scope.stack) >= MAX_MACRO_DEPTH:
+            chain = f"{scope.stack[0]} -> ... -> {scope.stack[-1]} -> {call.name}"
+            msg = f"macro calls nest too deeply: more than {MAX_MACRO_DEPTH} levels ({chain})"
+            self.fail("E0207", msg, call.span)
         if call.name in scope.stack:
             chain = " -> ".join(scope.stack[scope.stack.index(call.name) :] + (call.name,))
             self.fail(

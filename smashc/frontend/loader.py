@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import errno
+import os
+import stat
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
-from smashc.diagnostics import DiagnosticBag, Note, SmashError, Span, error
+from smashc.diagnostics import Diagnostic, DiagnosticBag, Note, SmashError, Span, error
 from smashc.frontend import ast
 from smashc.frontend.parser import parse
 
@@ -48,15 +51,78 @@ def _display(path: Path) -> str:
         return str(path)
 
 
+MAX_SOURCE_BYTES = 16 * 2**20  # far above any real network; a bound on what is read
+MAX_IMPORT_DEPTH = 64  # files importing files; the loader follows imports recursively
+
+
 def read_source(path: str | Path) -> tuple[str, str]:
-    """(display name, text) of a file; SmashError if it is unreadable or not UTF-8."""
+    """(display name, text) of a file; SmashError if it is unreadable, not a regular file
+    (a device or pipe would be read without end), too large or not UTF-8."""
     name = str(path)
-    try:
-        data = Path(path).read_bytes()
-    except OSError as exc:
-        span = Span(name, 1, 1, 1, 1)
-        raise SmashError([error("E0305", f"cannot read file: {exc.strerror}", span)]) from None
+    span = Span(name, 1, 1, 1, 1)
+    data = b""
+    try:  # stat first: opening a pipe would wait for a writer
+        info = os.stat(path)
+        if stat.S_ISREG(info.st_mode) and info.st_size <= MAX_SOURCE_BYTES:
+            with open(path, "rb") as f:
+                data = f.read(MAX_SOURCE_BYTES + 1)
+    except (OSError, ValueError) as exc:  # ValueError: a NUL byte in the path
+        reason = exc.strerror if isinstance(exc, OSError) else "the path holds a NUL byte"
+        raise SmashError([error("E0305", f"cannot read file: {reason}", span)]) from None
+    if not stat.S_ISREG(info.st_mode):
+        msg = f"cannot read file: it is {_kind(info.st_mode)}, not a .smash source"
+        raise SmashError([error("E0305", msg, span)])
+    if info.st_size > MAX_SOURCE_BYTES or len(data) > MAX_SOURCE_BYTES:
+        msg = f"cannot read file: larger than the {MAX_SOURCE_BYTES // 2**20} MiB a source may be"
+        raise SmashError([error("E0305", msg, span)])
     return name, _decode(data, name)
+
+
+def _kind(mode: int) -> str:
+    """What a file that is not a regular file is, in words."""
+    if stat.S_ISDIR(mode):
+        return "a directory"
+    if stat.S_ISFIFO(mode):
+        return "a pipe"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    return "a special file"
+
+
+def _printable(target: str) -> str:
+    """An import target for a message: control characters written as escapes."""
+    return "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in target)
+
+
+def _import_path(imp: ast.Import, base: Path | None) -> Path | Diagnostic | None:
+    """The regular .smash file a path import names, a diagnostic saying why it cannot be
+    imported, or None when nothing is there. Only ``stat`` touches the file: nothing is
+    read before it is known to be a .smash source."""
+    shown = _printable(imp.target)
+    bad = next((c for c in imp.target if ord(c) < 0x20 or ord(c) == 0x7F), None)
+    if bad is not None:
+        msg = f"import path '{shown}' holds the control character U+{ord(bad):04X}"
+        return error("E0307", msg, imp.span)
+    try:
+        path = ((base or Path.cwd()) / imp.target).resolve()
+        info = path.stat()
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except RuntimeError:  # Path.resolve on a symlink loop (Python 3.11, 3.12)
+        return error("E0307", f"cannot import file '{shown}': a symlink loop", imp.span)
+    except OSError as exc:
+        reason = "a symlink loop" if exc.errno == errno.ELOOP else exc.strerror
+        return error("E0307", f"cannot import file '{shown}': {reason}", imp.span)
+    if not stat.S_ISREG(info.st_mode):
+        msg = f"cannot import file '{shown}': it is {_kind(info.st_mode)}"
+        return error("E0308", msg, imp.span)
+    if path.suffix != ".smash":
+        where = "" if Path(imp.target).name == path.name else f" (it leads to '{path}')"
+        msg = f"cannot import file '{shown}'{where}: only files named *.smash can be imported"
+        return error("E0308", msg, imp.span)
+    return path
 
 
 def _stdlib_file(name: str) -> tuple[str, str] | None:
@@ -101,10 +167,18 @@ class _Loader:
         table[item.name] = item  # type: ignore[assignment]
 
     def _import(self, imp: ast.Import, stack: tuple[str, ...], base: Path | None) -> None:
+        if len(stack) > MAX_IMPORT_DEPTH:
+            msg = f"imports nest too deeply: a chain of more than {MAX_IMPORT_DEPTH} files"
+            self.bag.error("E0309", msg, imp.span)
+            return
         if imp.is_path:
-            path = ((base or Path.cwd()) / imp.target).resolve()
+            located = _import_path(imp, base)
+            if isinstance(located, Diagnostic):
+                self.bag.add(located)
+                return
+            path = located or (base or Path.cwd()) / imp.target
             key = str(path)
-            found = (str(path), None) if path.is_file() else None
+            found = None if located is None else (key, None)
         else:
             key = f"<stdlib>/{imp.target}"
             found = _stdlib_file(imp.target)

@@ -6,7 +6,7 @@ import functools
 from importlib import resources
 
 import lark
-from lark import Lark, Token, Transformer, v_args
+from lark import Lark, Token, Transformer_NonRecursive, v_args
 from lark.exceptions import (
     UnexpectedCharacters,
     UnexpectedEOF,
@@ -15,7 +15,7 @@ from lark.exceptions import (
     VisitError,
 )
 
-from smashc.diagnostics import SmashError, Span, error
+from smashc.diagnostics import Diagnostic, Note, SmashError, Span, error
 from smashc.frontend import ast
 
 # Words a person understands, for the terminals Lark reports as expected.
@@ -112,6 +112,11 @@ _EXAMPLES: dict[str, list[str]] = {
         "network n { repeat i in 0.. { } }",
         "network n { block { layer read 0.. write 0 = relu } }",
     ],
+    "there is no 'else if': nest the 'if' in the else branch, 'else { if ... }'": [
+        "network n { if true { } else if true { } }",
+        "network n { block { if true { } else if true { } } }",
+        "template t { if true { } else if true { } }",
+    ],
     "positional arguments must come before keyword arguments": [
         "network n { stem { conv(out=1, 3) } }",
     ],
@@ -163,7 +168,7 @@ def _binop(op: str):
 
 
 @v_args(meta=True)
-class _ToAst(Transformer):
+class _ToAst(Transformer_NonRecursive):
     """One method per grammar rule or alias, each returning an AST dataclass."""
 
     def __init__(self, file: str):
@@ -338,6 +343,60 @@ class _ToAst(Transformer):
         return ast.Module(tuple(c), self.span(meta))
 
 
+# How deeply each kind of construct may nest. The later stages (expansion, printing, code
+# generation) walk the AST recursively, so a bound here keeps every one of them inside
+# Python's recursion limit, whatever they are given; real networks nest a few levels.
+MAX_STATEMENT_DEPTH = 32  # 'if', 'repeat' and 'block' inside one another
+MAX_SUM_DEPTH = 32  # 'sum { ... }' inside a path of another 'sum'
+MAX_EXPRESSION_DEPTH = 128  # operators, calls and tuples inside one another
+
+_STATEMENTS = frozenset({"net_if", "block_if", "net_repeat", "block_repeat", "block"})
+_EXPRESSIONS = frozenset(
+    "or_ and_ not_ eq ne lt le gt ge add sub mul div mod neg pow call tuple".split()
+)
+_LIMITS = {  # kind -> (limit, what the message calls it)
+    "statement": (MAX_STATEMENT_DEPTH, "statements ('if', 'repeat', 'block')"),
+    "sum": (MAX_SUM_DEPTH, "'sum' paths"),
+    "expression": (MAX_EXPRESSION_DEPTH, "expressions"),
+}
+
+
+def _kind(rule: str) -> str | None:
+    if rule in _STATEMENTS:
+        return "statement"
+    if rule == "sum_op":
+        return "sum"
+    if rule in _EXPRESSIONS:
+        return "expression"
+    return None
+
+
+def _start(file: str, node: lark.Tree) -> Span:
+    """The first word of ``node`` (its keyword), or its first character for an expression."""
+    meta = node.meta
+    rule = str(node.data)
+    word = "sum" if rule == "sum_op" else rule.rsplit("_", 1)[-1] if rule in _STATEMENTS else "?"
+    return Span(file, meta.line, meta.column, meta.line, meta.column + len(word))
+
+
+def _check_depth(tree: lark.Tree, file: str) -> None:
+    """Raise a SmashError at the first construct that nests deeper than its kind allows.
+
+    An explicit stack, not recursion: the point is to be safe on any input.
+    """
+    todo: list[tuple[lark.Tree, dict[str, int]]] = [(tree, {k: 0 for k in _LIMITS})]
+    while todo:
+        node, depth = todo.pop()
+        kind = _kind(str(node.data))
+        if kind is not None:
+            depth = {**depth, kind: depth[kind] + 1}
+            limit, what = _LIMITS[kind]
+            if depth[kind] > limit:
+                msg = f"{what} nest too deeply: more than {limit} levels"
+                raise SmashError([error("E0207", msg, _start(file, node))])
+        todo.extend((c, depth) for c in reversed(node.children) if isinstance(c, lark.Tree))
+
+
 @functools.cache
 def _catalogue() -> dict[tuple, str]:
     """(top LALR states, token type) at which each catalogue snippet fails -> its message.
@@ -421,25 +480,81 @@ def _syntax_error(exc: UnexpectedInput, text: str, file: str) -> SmashError:
         span = Span(file, line, column, line, column + 1)
         diag = error("E0002", f"unexpected character {char!r}", span)
         return SmashError([diag], {file: text})
-    if isinstance(exc, UnexpectedEOF):
-        lines = text.splitlines() or [""]
-        span = Span(file, len(lines), len(lines[-1]) + 1, len(lines), len(lines[-1]) + 2)
-        msg = f"unexpected end of file; expected {_describe_expected(_accepted(exc))}"
-        return SmashError([error("E0003", msg, span)], {file: text})
+    if isinstance(exc, UnexpectedEOF) or exc.token.type == "$END":  # type: ignore[attr-defined]
+        return SmashError([_end_of_file(exc, text, file)], {file: text})
     assert isinstance(exc, UnexpectedToken)
     tok = exc.token
-    if tok.type == "$END":
-        lines = text.splitlines() or [""]
-        span = Span(file, len(lines), len(lines[-1]) + 1, len(lines), len(lines[-1]) + 2)
-        msg = f"unexpected end of file; expected {_describe_expected(_accepted(exc))}"
-        return SmashError([error("E0003", msg, span)], {file: text})
     span = Span(file, line, column, tok.end_line or line, tok.end_column or column + 1)
     friendly = _friendly(exc)
     if friendly:
         msg = f"{friendly}; found {_found(tok)}"
     else:
         msg = f"unexpected {_found(tok)}; expected {_describe_expected(_accepted(exc))}"
-    return SmashError([error("E0001", msg, span)], {file: text})
+    notes = []
+    if str(tok) in _OUTER_WORDS and "RBRACE" in _accepted(exc):
+        opened, _ = _open_braces(text, tok.start_pos or 0)
+        if opened:
+            where = Span(file, *opened[-1], opened[-1][0], opened[-1][1] + 1)
+            notes.append(Note(f"the '{{' here is not closed before {_found(tok)}", where))
+    return SmashError([error("E0001", msg, span, *notes)], {file: text})
+
+
+# Words that start an item or a statement of an outer level: one of them where a '}' would
+# fit most likely means that a '{' before it was left open.
+_OUTER_WORDS = frozenset(
+    "import def template network input classes stem transition head block".split()
+)
+
+
+def _open_braces(text: str, stop: int) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+    """The '{' still open at offset ``stop`` as (line, column), outermost first, and those
+    closed by a '}' that starts a line indented less than the '{'s line: the '}' probably
+    belongs to an outer '{', and this one was left open. Comments and paths are skipped.
+    One pass over the text."""
+    opened: list[tuple[int, int, int]] = []
+    suspects: list[tuple[int, int]] = []
+    line, line_start, indent, blank, i = 1, 0, 0, True, 0  # blank: only spaces so far
+    stop = min(stop, len(text))
+    while i < stop:
+        c = text[i]
+        if c in '#"':  # a comment or a quoted path: skip to its end (or the line's end)
+            newline = text.find("\n", i + 1)
+            close = text.find('"', i + 1) if c == '"' else -1
+            ends = [e for e in (newline, close) if e != -1]
+            i = min(ends) if ends else stop
+            if i == close:
+                i += 1
+            blank = False
+            continue
+        if c == "\n":
+            line, line_start, indent, blank = line + 1, i + 1, 0, True
+        elif blank and c in " \t":
+            indent += 1
+        else:
+            if c == "{":
+                opened.append((line, i - line_start + 1, indent))
+            elif c == "}" and opened:
+                o_line, o_col, o_indent = opened.pop()
+                if blank and indent < o_indent:
+                    suspects.append((o_line, o_col))
+            blank = False
+        i += 1
+    return [(ln, col) for ln, col, _ in opened], suspects
+
+
+def _end_of_file(exc: UnexpectedInput, text: str, file: str) -> Diagnostic:
+    """E0003 at the '{' left open (like rustc's 'unclosed delimiter'), or at the end of the
+    file when none is."""
+    lines = text.splitlines() or [""]
+    end = Span(file, len(lines), len(lines[-1]) + 1, len(lines), len(lines[-1]) + 2)
+    expected = _describe_expected(_accepted(exc))
+    opened, suspects = _open_braces(text, len(text))
+    if not opened:
+        return error("E0003", f"unexpected end of file; expected {expected}", end)
+    line, column = (suspects or opened)[-1]
+    brace = Span(file, line, column, line, column + 1)
+    msg = "unclosed '{': the file ends before its '}'"
+    return error("E0003", msg, brace, Note(f"the file ends here; expected {expected}", end))
 
 
 def parse(text: str, file: str = "<string>") -> ast.Module:
@@ -447,18 +562,16 @@ def parse(text: str, file: str = "<string>") -> ast.Module:
     comments: list[Token] = []
     try:
         tree = _parse_collecting(text, comments)
+        _check_depth(tree, file)
         module = _ToAst(file).transform(tree)
     except UnexpectedInput as exc:
         raise _syntax_error(exc, text, file) from None
+    except SmashError as exc:
+        raise SmashError(exc.diagnostics, {file: text}) from None
     except VisitError as exc:
         if isinstance(exc.orig_exc, SmashError):
             raise SmashError(exc.orig_exc.diagnostics, {file: text}) from None
         raise
-    except RecursionError:
-        span = Span(file, 1, 1, 1, 2)
-        raise SmashError(
-            [error("E0001", "expressions nest too deeply", span)], {file: text}
-        ) from None
     kept = tuple(
         ast.Comment(str(c).rstrip(), Span(file, c.line, c.column, c.end_line, c.end_column))
         for c in comments

@@ -55,7 +55,7 @@ BN = register(
     OpDef(
         name="bn",
         payload=arch.BatchNorm,
-        params=(Param("eps", "float", 1e-5), Param("momentum", "float", 0.1)),
+        params=(Param("eps", "posfloat", 1e-5), Param("momentum", "unitfloat", 0.1)),
         build=build,
         args=args,
         channels=same_channels,

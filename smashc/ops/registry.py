@@ -33,9 +33,10 @@ class Param:
     """One argument of an op: name, kind of value, default (``REQUIRED`` if none).
 
     ``kind`` names how the front end checks and converts the value: int | pos | nonneg |
-    pair | pospair | nonnegpair | odd | float | bool | act | sconv (``smashc.frontend.expand``
-    words each kind's error message). An int default of a pair kind means ``(d, d)``; a
-    default of None means "derived" (the entry's ``build`` computes it).
+    pair | pospair | nonnegpair | odd | float | posfloat (above 0) | unitfloat (0 to 1) |
+    bool | act | sconv (``smashc.frontend.expand`` words each kind's error message). An int
+    default of a pair kind means ``(d, d)``; a default of None means "derived" (the entry's
+    ``build`` computes it).
     """
 
     name: str
