@@ -1,8 +1,8 @@
 """The final training: one architecture trained normally (free weights), evaluated, exported.
 
 It writes into its folder ``final.jsonl`` (a record per epoch), ``final.json`` (test
-metrics), ``curves.png``, ``architecture.smash`` and ``model/`` (the importable package),
-and resumes from ``checkpoint.pt`` through ``loop.run``.
+metrics), ``curves.png``, ``architecture.smash``, ``model/`` (the importable package) and
+``model.onnx`` (the same network in ONNX, where the ``onnx`` package is installed), and resumes from ``checkpoint.pt`` through ``loop.run``.
 """
 
 from __future__ import annotations
@@ -13,7 +13,16 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F  # noqa: N812
 
-from smashc.compiler import Network, export, fast_module, for_training, free_module, to_text, totals
+from smashc.compiler import (
+    Network,
+    export,
+    export_onnx,
+    fast_module,
+    for_training,
+    free_module,
+    to_text,
+    totals,
+)
 from smashc.diagnostics import SmashError, Span, error
 from smashc.runtime import loop, plots, precision, runs
 from smashc.runtime.config import FinalTraining
@@ -33,6 +42,7 @@ FILES = (
     "model/module.py",
     "model/weights.pt",
     "model/ir.txt",
+    "model.onnx",
 )
 
 
@@ -197,4 +207,5 @@ def train_final(
     (out / "final.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     plots.curves(training.history, out / "curves.png")
     export(model, ir, out / "model")
+    export_onnx(model.cpu(), ir, out / "model.onnx")
     return summary

@@ -117,10 +117,13 @@ class _Builder:
                     s = ir.shape(n)
                     v = self.zeros(name, s.channels, s.height, s.width)
                 case Slice():
-                    starts, ends = self.ints(f"{name}_start", [p.start]), self.ints(
-                        f"{name}_stop", [p.stop]
+                    starts, ends = (
+                        self.ints(f"{name}_start", [p.start]),
+                        self.ints(f"{name}_stop", [p.stop]),
                     )
-                    v = self.node("Slice", [ins[0], starts, ends, self.ints(f"{name}_axes", [1])], name)
+                    v = self.node(
+                        "Slice", [ins[0], starts, ends, self.ints(f"{name}_axes", [1])], name
+                    )
             env[n] = v
         c, h, w = ir.input
         x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", c, h, w])
