@@ -103,9 +103,7 @@ def _text(name: str, cls: str, parts: list, entry, classes: int) -> tuple[str, l
             node = block_ast(to_arch(blk, "b"))
             from dataclasses import replace
 
-            body = tuple(
-                replace(s, name=None) if hasattr(s, "reads") else s for s in node.body
-            )
+            body = tuple(replace(s, name=None) if hasattr(s, "reads") else s for s in node.body)
             lines += printer.stmt(replace(node, name=None, body=body), 1)
         ordered.append(structure.BlockPart(blk, part.paths, part.entry))
     lines.append("}")
@@ -135,8 +133,12 @@ def lift(
     def family(b: LBlock, entry) -> str:
         return _pattern(b, entry).family
 
+    def templated(b: LBlock, entry) -> bool:
+        pat = _pattern(b, entry)
+        return templates.match(b, pat.family, dict(pat.params), entry) is not None
+
     try:
-        parts = structure.parts(prims, family)
+        parts = structure.parts(prims, family, templated)
     except structure.NoForm as exc:
         node = next(n for n in traced.gm.graph.nodes if n.name == exc.prim.id)
         span = node_span(node, sources, where)

@@ -105,7 +105,7 @@ def block_of(
         src = prims[chains[end][0]].inputs[0]
         acts = all(isinstance(prims[i].op, arch.Act) for i in chains[end])
         if acts and src in parts and len(parts[src]) == 1 and remaining[src] == 1:
-            (b, _), = parts[src]
+            ((b, _),) = parts[src]
             emit(end, (b,), "overwrite")
         else:
             b = new_bank(end)
@@ -133,7 +133,7 @@ def block_of(
             for o in p.inputs:
                 if o in pending or o not in parts or len(parts[o]) != 1:
                     continue
-                (b, held), = parts[o]
+                ((b, held),) = parts[o]
                 readers = sum(1 for w in waiting if prims[chains[w][0]].inputs[0] == o)
                 if holds[b] == held and remaining[o] - readers == 1:
                     target = (b, o)

@@ -71,9 +71,10 @@ def owners(node: fx.Node, flat: bool) -> tuple[str, str]:
     """(owner, unit) of a node. In a nested module the owner is the module whose forward made
     the op (a leaf's parent) and the unit that owner cut to two levels; in a flat module (a
     compiled smashc network) both are read off the node name."""
-    if flat:
+    if flat:  # function nodes are named after their function: the caller gives the owner
         m = _COMPILED.match(node.name)
-        return (m.group(1), m.group(1)) if m else ("", "")
+        owner = m.group(1) if m and node.op == "call_module" else ""
+        return owner, owner
     path = path_of(node)
     owner = path.rpartition(".")[0] if node.op == "call_module" else path
     return owner, ".".join(owner.split(".")[:2])
@@ -87,7 +88,9 @@ def _shape(node: fx.Node) -> tuple[int, ...] | None:
 def _chw(node: fx.Node) -> Shape3:
     s = _shape(node)
     if s is None or len(s) not in (2, 4):
-        raise Unliftable(node, f"a {len(s or ())}-d value has no memory-bank form (only N x C x H x W)")
+        raise Unliftable(
+            node, f"a {len(s or ())}-d value has no memory-bank form (only N x C x H x W)"
+        )
     return (s[1], 1, 1) if len(s) == 2 else (s[1], s[2], s[3])
 
 
@@ -181,7 +184,11 @@ def _function_op(node: fx.Node) -> tuple[str, arch.Op | None] | str:
         return "op", arch.GlobalAvgPool()
     if t is F.pad:
         pad = tuple(_arg(node, 1, "pad"))
-        if len(pad) == 6 and pad[:5] == (0, 0, 0, 0, 0) and _arg(node, 2, "mode", "constant") == "constant":
+        if (
+            len(pad) == 6
+            and pad[:5] == (0, 0, 0, 0, 0)
+            and _arg(node, 2, "mode", "constant") == "constant"
+        ):
             if not _arg(node, 3, "value", None):
                 return "op", arch.ChannelPad(_chw(node)[0])
         return "F.pad other than zero channels appended (chanpad)"
@@ -225,7 +232,9 @@ def primitives(gm: fx.GraphModule, sources: dict[str, str], where: Span) -> list
                 out.append(Prim("output", "output", (ref(res),), _chw(res)))
                 continue
             if node.op == "get_attr":
-                raise Unliftable(node, f"the tensor {node.target} used as a value has no memory-bank form")
+                raise Unliftable(
+                    node, f"the tensor {node.target} used as a value has no memory-bank form"
+                )
             if _shape(node) is None:  # sizes and other non-tensor values (x.size(0))
                 continue
             tensors = [a for a in node.all_input_nodes if _shape(a) is not None]
@@ -234,7 +243,11 @@ def primitives(gm: fx.GraphModule, sources: dict[str, str], where: Span) -> list
                 if isinstance(what, str):
                     raise Unliftable(node, what)
                 kind, op = ("pass", None) if what is None else ("op", what)
-                module = str(node.target) if isinstance(what, arch.Conv | arch.BatchNorm | arch.Linear) else None
+                module = (
+                    str(node.target)
+                    if isinstance(what, arch.Conv | arch.BatchNorm | arch.Linear)
+                    else None
+                )
             else:
                 what = _function_op(node)
                 if isinstance(what, str):
@@ -249,8 +262,12 @@ def primitives(gm: fx.GraphModule, sources: dict[str, str], where: Span) -> list
             else:
                 ins = tuple(ref(a) for a in tensors)
             if kind == "add" and len(ins) != 2:
-                raise Unliftable(node, "an addition of other than two tensors has no memory-bank form")
+                raise Unliftable(
+                    node, "an addition of other than two tensors has no memory-bank form"
+                )
             owner, unit = owners(node, flat)
+            if flat and node.op != "call_module":
+                owner = unit = next((p.owner for p in out if p.id == ins[0]), "")
             prim = Prim(node.name, kind, ins, _chw(node), op, module, path_of(node), owner, unit)
             out.append(prim)
     except Unliftable as exc:

@@ -142,8 +142,12 @@ def _best_block(gr: _Graph, entry: str, nodes: list[str], exit_: str, family: Fa
     return first
 
 
-def parts(prims: Sequence[Prim], family: Family) -> list[Part]:
-    """The network as stem / blocks / transitions / head, in order."""
+def parts(
+    prims: Sequence[Prim], family: Family, templated: Callable[[LBlock, tuple], bool]
+) -> list[Part]:
+    """The network as stem / blocks / transitions / head, in order. ``family`` names the
+    family a block is recognised as; a region that is also a ``sum`` of op paths is a block
+    only where ``templated`` says a template writes it (else it is a transition's sum)."""
     gr = _Graph(prims)
     entry = prims[0].id
     final = gr.prims["output"].inputs[0]
@@ -178,7 +182,7 @@ def parts(prims: Sequence[Prim], family: Family) -> list[Part]:
             i = j
             continue
         blk, fam = _best_block(gr, a, nodes, b, family)
-        if fam == "custom":
+        if fam == "custom" or not templated(blk, gr.prims[a].shape):
             try:
                 ops, ids = _sequence(gr, a, b, set(region))
                 units = tuple(gr.prims[n].unit for n in region)
@@ -208,6 +212,25 @@ def _units(items: list) -> list[tuple[list, list, list]]:
     return groups
 
 
+def _head_at_pool(groups: list) -> list:
+    """The last run's groups with the head starting at its global pooling, if it has one."""
+    for g in range(len(groups) - 1, -1, -1):
+        ops, ids, region = groups[g]
+        k = next((i for i, o in enumerate(ops) if isinstance(o, arch.GlobalAvgPool)), None)
+        if k is None:
+            continue
+        tail = (
+            [o for grp in groups[g + 1 :] for o in grp[0]],
+            [i for grp in groups[g + 1 :] for i in grp[1]],
+        )
+        cut = region.index(ids[k]) if ids[k] in region else 0
+        rest = [n for grp in groups[g + 1 :] for n in grp[2]]
+        head = (ops[k:] + tail[0], ids[k:] + tail[1], region[cut:] + rest)
+        before = [(ops[:k], ids[:k], region[:cut])] if k else []
+        return groups[:g] + before + [head]
+    return groups
+
+
 def _stages(gr: _Graph, items: list) -> list[Part]:
     result: list[Part] = []
     runs: list[list] = [[]]
@@ -221,6 +244,8 @@ def _stages(gr: _Graph, items: list) -> list[Part]:
     blocks = [payload for kind, payload in items if kind == "block"]
     for r, run in enumerate(runs):
         groups = _units(run)
+        if r == len(runs) - 1:
+            groups = _head_at_pool(groups)
         for g, (ops, ids, region) in enumerate(groups):
             kind = "transition"
             if r == 0 and g == 0:
