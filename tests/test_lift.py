@@ -3,11 +3,12 @@ come back as memory-bank programs that compute the same function with the lifted
 
 from __future__ import annotations
 
+import lift_nets as nets
 import pytest
 import torch
+from support import EXAMPLES
 from torch.utils.flop_counter import FlopCounterMode
 
-import lift_nets as nets
 from smashc.backends.export import load as load_package
 from smashc.compiler import export, for_training, free_module, totals
 from smashc.frontend import printer
@@ -82,7 +83,7 @@ def test_lifted_text_is_canonical_and_uses_templates(name, make, families, size)
 def test_module_paths_are_comments():
     _, _, lifted = _lifted(lambda: nets.CifarResNet(3), 32)
     text = lifted.text
-    assert "    # layer1\n    block = resnet_postact_block(3, 16)\n" in text
+    assert "    # layer1\n    block layer1 = resnet_postact_block(3, 16)\n" in text
     assert "    # layer2.0\n    transition {" in text
 
 
@@ -97,3 +98,31 @@ def test_lifting_the_compiled_package_is_a_fixed_point(name, make, families, siz
     _, gm2 = _compiled(again)
     with torch.no_grad():
         assert torch.allclose(gm2(x), module(x), rtol=1e-9, atol=1e-9)
+
+
+NON_SMASH = ["densenet_bc", "fractalnet", "mobilenetv2_cifar", "resnet20", "wrn_16_4"]
+
+
+@pytest.mark.parametrize("example", NON_SMASH)
+def test_lifting_an_example_compiled_module_gives_its_ir_back(example):
+    from smashc.backends.fx import to_fx
+    from smashc.ir import dump
+    from smashc.pipeline import compile_file
+
+    ir = compile_file(EXAMPLES / f"{example}.smash")
+    gm = to_fx(ir).eval()
+    lifted = lift(gm, torch.randn(2, *ir.input), name=ir.name)
+    assert dump(for_training(lifted.network)) == dump(ir)
+
+
+@pytest.mark.parametrize("example", ["smash_a", "smash_b", "smash_c"])
+def test_smash_space_examples_are_not_lifted_yet(example):
+    """Their blocks' inputs fill several banks (channel slices) and their SMASH ops are
+    grids of convs: the lifter reports the slice instead of guessing."""
+    from smashc.backends.fx import to_fx
+    from smashc.diagnostics import SmashError
+    from smashc.pipeline import compile_file
+
+    ir = compile_file(EXAMPLES / f"{example}.smash")
+    with pytest.raises(SmashError, match=r"E0801.*indexing"):
+        lift(to_fx(ir).eval(), torch.randn(2, *ir.input), name=ir.name)

@@ -10,7 +10,7 @@ come out keyed like the compiled package's (``weights``).
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch import nn
@@ -64,15 +64,42 @@ def _pattern(b: LBlock, entry: tuple[int, int, int]) -> Pattern:
     return patterns["b"]
 
 
+_LAYER = re.compile(r"^(.*)_l\d+$")  # a compiled network's layer: ``stage1_l0``
+_RESERVED = {"stem", "head", "block", "layer", "banks", "input", "classes", "network", "output"}
+
+
+def _common(paths: tuple[str, ...]) -> str:
+    named = [p for p in dict.fromkeys(paths) if p]
+    common = named[0] if named else ""
+    for p in named[1:]:
+        while common and not (p == common or p.startswith(common + ".")):
+            common = common.rpartition(".")[0]
+    return common
+
+
+def _block_name(part: structure.BlockPart, taken: set[str], template: str | None) -> str | None:
+    """A block's name: its modules' common path (``layer1``), or in a compiled network the
+    name its layers carry (``stage1_l0`` -> ``stage1``); None where there is none or it is
+    one the front end gives an unnamed block (``block2``, ``dense_block_1``)."""
+    owners = {p for p in part.owners if p}
+    names = {m.group(1) for o in owners if (m := _LAYER.match(o))}
+    if len(names) == 1 and all(_LAYER.match(o) for o in owners):
+        name = names.pop()
+    else:
+        name = _common(part.paths).replace(".", "_")
+    given = rf"(transition|block)\d*|{re.escape(template or 'block')}(_\d+)?"
+    ok = re.fullmatch(r"[A-Za-z_]\w*", name) and not re.fullmatch(given, name)
+    if not ok or name in _RESERVED or name in taken:
+        return None
+    taken.add(name)
+    return name
+
+
 def _comment(paths: tuple[str, ...]) -> str:
     named = [p for p in dict.fromkeys(paths) if p]
     if not named:
         return ""
-    common = named[0]
-    for p in named[1:]:
-        while common and not (p == common or p.startswith(common + ".")):
-            common = common.rpartition(".")[0]
-    text = common or ", ".join(named[:4]) + (", ..." if len(named) > 4 else "")
+    text = _common(paths) or ", ".join(named[:4]) + (", ..." if len(named) > 4 else "")
     return f"# {text}"
 
 
@@ -83,6 +110,7 @@ def _text(name: str, cls: str, parts: list, entry, classes: int) -> tuple[str, l
     lines += [f"    input {c} x {h} x {w}", f"    classes {classes}"]
     ordered: list = []
     uses_std = False
+    taken: set[str] = set()
     for part in parts:
         comment = _comment(part.paths)
         if comment:
@@ -95,17 +123,16 @@ def _text(name: str, cls: str, parts: list, entry, classes: int) -> tuple[str, l
         entry_shape = part.entry
         pat = _pattern(blk, entry_shape)
         found = templates.match(blk, pat.family, dict(pat.params), entry_shape)
+        label = _block_name(part, taken, found[0] if found else None)
         if found is not None:
             template, args, blk = found
             uses_std = True
-            lines.append(f"    block = {template}({args})")
+            lines.append(f"    block {label + ' ' if label else ''}= {template}({args})")
         else:
             node = block_ast(to_arch(blk, "b"))
-            from dataclasses import replace
-
             body = tuple(replace(s, name=None) if hasattr(s, "reads") else s for s in node.body)
-            lines += printer.stmt(replace(node, name=None, body=body), 1)
-        ordered.append(structure.BlockPart(blk, part.paths, part.entry))
+            lines += printer.stmt(replace(node, name=label, body=body), 1)
+        ordered.append(replace(part, block=blk))
     lines.append("}")
     if uses_std:
         lines.insert(1, "import std")

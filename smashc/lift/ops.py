@@ -64,7 +64,8 @@ def path_of(node: fx.Node) -> str:
     return list(stack.values())[-1][0] if stack else ""
 
 
-_COMPILED = re.compile(r"^(.*?)_\d")  # smashc's own names: ``stage1_l0_0conv`` -> ``stage1_l0``
+# smashc's own names: a layer's op ``stage1_l0_0conv`` -> ``stage1_l0``, a stage's ``stem_0conv``
+_COMPILED = re.compile(r"^(.*_l\d+)_\d|^(.*?)_\d")
 
 
 def owners(node: fx.Node, flat: bool) -> tuple[str, str]:
@@ -73,7 +74,7 @@ def owners(node: fx.Node, flat: bool) -> tuple[str, str]:
     compiled smashc network) both are read off the node name."""
     if flat:  # function nodes are named after their function: the caller gives the owner
         m = _COMPILED.match(node.name)
-        owner = m.group(1) if m and node.op == "call_module" else ""
+        owner = (m.group(1) or m.group(2)) if m and node.op == "call_module" else ""
         return owner, owner
     path = path_of(node)
     owner = path.rpartition(".")[0] if node.op == "call_module" else path

@@ -44,6 +44,7 @@ class BlockPart:
     block: LBlock
     paths: tuple[str, ...]
     entry: tuple[int, int, int]  # the block input's shape
+    owners: tuple[str, ...] = ()  # the owners of its ops that have weights
 
 
 Part = OpRun | BlockPart
@@ -81,7 +82,7 @@ def _sequence(gr: _Graph, entry: str, exit_: str, within: set[str]) -> tuple[tup
     ops: list[arch.Op] = []
     ids: list = []
     cuts = gr.cuts(entry, exit_, within)
-    for a, b in zip(cuts, cuts[1:]):
+    for a, b in zip(cuts, cuts[1:], strict=False):
         region = gr.between(a, b, within)
         p = gr.prims[b]
         if region == [b] and p.kind == "op":
@@ -153,7 +154,7 @@ def parts(
     final = gr.prims["output"].inputs[0]
     everything = set(gr.order) - {"output"}
     cuts = gr.cuts(entry, final, everything)
-    segs = [(a, b, gr.between(a, b, everything)) for a, b in zip(cuts, cuts[1:])]
+    segs = [(a, b, gr.between(a, b, everything)) for a, b in zip(cuts, cuts[1:], strict=False)]
     out: list[tuple[str, object]] = []  # ("ops", (ops, ids, units)) or ("block", ...)
     i = 0
     while i < len(segs):
@@ -212,20 +213,27 @@ def _units(items: list) -> list[tuple[list, list, list]]:
     return groups
 
 
-def _head_at_pool(groups: list) -> list:
-    """The last run's groups with the head starting at its global pooling, if it has one."""
+def _head_at_pool(gr: _Graph, groups: list) -> list:
+    """The last run's groups, its head starting at the global pooling where the module ops
+    before the pooling belong to another unit than those after it (a flat module's pooling
+    has no unit of its own)."""
+
+    def unit(ids) -> str | None:
+        mods = [i for i in ids if isinstance(i, str) and gr.prims[i].module is not None]
+        return gr.prims[mods[0]].unit if mods else None
+
     for g in range(len(groups) - 1, -1, -1):
         ops, ids, region = groups[g]
         k = next((i for i, o in enumerate(ops) if isinstance(o, arch.GlobalAvgPool)), None)
         if k is None:
             continue
-        tail = (
-            [o for grp in groups[g + 1 :] for o in grp[0]],
-            [i for grp in groups[g + 1 :] for i in grp[1]],
-        )
-        cut = region.index(ids[k]) if ids[k] in region else 0
-        rest = [n for grp in groups[g + 1 :] for n in grp[2]]
-        head = (ops[k:] + tail[0], ids[k:] + tail[1], region[cut:] + rest)
+        after = ids[k:] + [i for grp in groups[g + 1 :] for i in grp[1]]
+        if k and unit(ids[:k][::-1]) == unit(after):
+            k = 0  # the whole group is the head's
+        cut = region.index(ids[k]) if k else 0
+        head = (ops[k:], ids[k:], region[cut:])
+        for later in groups[g + 1 :]:
+            head = tuple(x + y for x, y in zip(head, later, strict=True))
         before = [(ops[:k], ids[:k], region[:cut])] if k else []
         return groups[:g] + before + [head]
     return groups
@@ -245,7 +253,7 @@ def _stages(gr: _Graph, items: list) -> list[Part]:
     for r, run in enumerate(runs):
         groups = _units(run)
         if r == len(runs) - 1:
-            groups = _head_at_pool(groups)
+            groups = _head_at_pool(gr, groups)
         for g, (ops, ids, region) in enumerate(groups):
             kind = "transition"
             if r == 0 and g == 0:
@@ -256,5 +264,7 @@ def _stages(gr: _Graph, items: list) -> list[Part]:
             result.append(OpRun(kind, tuple(ops), tuple(ids), paths))
         if r < len(blocks):
             blk, nodes, shape = blocks[r]
-            result.append(BlockPart(blk, tuple(gr.prims[n].path for n in nodes), shape))
+            paths = tuple(gr.prims[n].path for n in nodes)
+            owners = tuple(gr.prims[n].owner for n in nodes if gr.prims[n].module is not None)
+            result.append(BlockPart(blk, paths, shape, owners))
     return result

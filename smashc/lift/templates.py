@@ -4,7 +4,7 @@ Candidates come from the block's recognised family and parameters (``resnet`` ->
 ``resnet_block``, ``resnet_postact_block``, ``bottleneck_block``, ``mobilenet_block``;
 ``densenet`` -> ``dense_block``; ``fractalnet`` -> ``fractal_block``); one matches when its
 expansion has the block's banks and output and the same layers up to the order of layers
-that commute (the same multiset of reads, writes, mode and ops).
+that commute (the same layers, ops and modes, with banks renumbered consistently).
 """
 
 from __future__ import annotations
@@ -51,8 +51,32 @@ def candidates(b: LBlock, family: str, params: dict[str, int]) -> Iterator[tuple
         yield "fractal_block", f"{params['columns']}, {params['width']}"
 
 
-def _key(lay: LLayer | arch.Layer) -> tuple:
-    return (lay.reads, lay.writes, lay.mode, lay.ops)
+def _assign(
+    want: list[arch.Layer], mine: list[LLayer], banks: dict[int, int], used: set[int]
+) -> list[int] | None:
+    """Indices into ``mine``, one per ``want`` layer in order, such that renaming ``mine``'s
+    banks by a consistent map (``banks``: template bank -> mine) gives ``want``'s layers."""
+    if not want:
+        return []
+    lay = want[0]
+    for i, m in enumerate(mine):
+        if i in used or (m.mode, m.ops) != (lay.mode, lay.ops):
+            continue
+        if len(m.reads) != len(lay.reads) or len(m.writes) != len(lay.writes):
+            continue
+        trial = dict(banks)
+        ok = True
+        for t, b in zip(lay.reads + lay.writes, m.reads + m.writes, strict=True):
+            if trial.setdefault(t, b) != b or list(trial.values()).count(b) > 1:
+                ok = False
+                break
+        if not ok:
+            continue
+        rest = _assign(want[1:], mine, trial, used | {i})
+        if rest is not None:
+            banks.update(trial)
+            return [i, *rest]
+    return None
 
 
 def expansion(template: str, args: str, entry: tuple[int, int, int]) -> arch.Block | None:
@@ -75,17 +99,19 @@ def match(
     template's order."""
     for template, args in candidates(b, family, params):
         blk = expansion(template, args, entry)
-        if blk is None or blk.banks != b.banks or blk.output != b.output:
+        if blk is None or len(blk.banks) != len(b.banks) or len(blk.layers) != len(b.layers):
             continue
-        mine = list(b.layers)
-        ordered = []
-        for lay in blk.layers:
-            k = _key(lay)
-            found = next((m for m in mine if _key(m) == k), None)
-            if found is None:
-                break
-            mine.remove(found)
-            ordered.append(found)
-        if not mine and len(ordered) == len(blk.layers):
-            return template, args, LBlock(b.banks, tuple(ordered), b.output)
+        banks = {0: 0}  # the block input's bank stays first
+        order = _assign(list(blk.layers), list(b.layers), banks, set())
+        if order is None or len(banks) != len(b.banks):
+            continue
+        if any(blk.banks[t] != b.banks[m] for t, m in banks.items()):
+            continue
+        if tuple(banks[t] for t in blk.output) != b.output:
+            continue
+        layers = tuple(
+            LLayer(lay.reads, lay.writes, lay.mode, lay.ops, b.layers[i].ids)
+            for lay, i in zip(blk.layers, order, strict=True)
+        )
+        return template, args, LBlock(blk.banks, layers, blk.output)
     return None
