@@ -223,7 +223,7 @@ def add_commands(sub) -> None:
         "--emit",
         choices=("ir", "code", "encoding", "onnx", "none"),
         default="none",
-        help="print the IR or the generated fx code, or write the c encoding or an ONNX model to -o",
+        help="print the IR or the generated fx code, or write the c encoding or ONNX to -o",
     )
     k.add_argument(
         "--weights",

@@ -17,7 +17,7 @@ import torch.nn.functional as F  # noqa: N812
 from torch import fx, nn
 
 from smashc import arch
-from smashc.diagnostics import Span, error
+from smashc.diagnostics import SmashError, Span, error
 from smashc.lift.trace import node_span
 
 Shape3 = tuple[int, int, int]
@@ -172,7 +172,11 @@ def _function_op(node: fx.Node) -> tuple[str, arch.Op | None] | str:
             return "a concatenation along an axis other than channels"
         return "cat", None
     if t in _FLAT:
-        return "pass", None
+        src = _shape(node.all_input_nodes[0]) or ()
+        dst = _shape(node) or ()
+        if len(dst) == 2 and len(src) in (2, 4) and all(d == 1 for d in src[2:]):
+            return "pass", None  # (N, C, 1, 1) -> (N, C): the same value in the memory-bank form
+        return f"reshaping {tuple(src[1:])} to {tuple(dst[1:])} has no memory-bank form"
     if t in (F.dropout, "contiguous"):
         return "pass", None
     if t in (F.avg_pool2d, F.max_pool2d):
@@ -211,68 +215,81 @@ def _subsample(node: fx.Node) -> tuple[str, arch.Op] | str:
     return f"indexing {index!r} has no memory-bank form (only x[:, :, ::s, ::s])"
 
 
+def _prim(gm: fx.GraphModule, node: fx.Node, ref, flat: bool, out: list[Prim]):
+    """The primitive of ``node``; the id of the value it passes through (a string); None
+    for a non-tensor value. Raises Unliftable."""
+    if node.op == "output":
+        (res,) = node.args
+        return Prim("output", "output", (ref(res),), _chw(res))
+    if node.op == "get_attr":
+        raise Unliftable(node, f"the tensor {node.target} used as a value has no memory-bank form")
+    if node.op == "call_module":
+        what = _module_op(node, gm.get_submodule(str(node.target)))
+        if isinstance(what, str):
+            raise Unliftable(node, what)
+    if _shape(node) is None:  # sizes and other non-tensor values (x.size(0))
+        return None
+    tensors = [a for a in node.all_input_nodes if _shape(a) is not None]
+    if node.op == "call_module":
+        kind, op = ("pass", None) if what is None else ("op", what)
+        weighted = isinstance(what, arch.Conv | arch.BatchNorm | arch.Linear)
+        module = str(node.target) if weighted else None
+    else:
+        what = _function_op(node)
+        if isinstance(what, str):
+            raise Unliftable(node, what)
+        kind, op = what
+        module = None
+    if kind == "pass":
+        return ref(tensors[0])
+    ins = (ref(tensors[0]),) if kind == "op" else tuple(ref(a) for a in tensors)
+    if kind == "add" and len(ins) != 2:
+        raise Unliftable(node, "an addition of other than two tensors has no memory-bank form")
+    owner, unit = owners(node, flat)
+    if flat and node.op != "call_module":
+        owner = unit = next((p.owner for p in out if p.id == ins[0]), "")
+    return Prim(node.name, kind, ins, _chw(node), op, module, path_of(node), owner, unit)
+
+
 def primitives(gm: fx.GraphModule, sources: dict[str, str], where: Span) -> list[Prim]:
     """The traced graph as primitives, in graph order; passed-through nodes are folded into
-    their operand. Raises SmashError E0801 at the first node with no memory-bank form."""
-    from smashc.diagnostics import SmashError
+    their operand. Raises SmashError E0801 at every node with no memory-bank form (values
+    computed from one are not reported again, except modules)."""
 
     out: list[Prim] = []
     alias: dict[str, str] = {}
     flat = all("." not in name for name, _ in gm.named_modules())
+    errors: list = []
+    tainted: set[str] = set()  # values computed from an unliftable one
 
     def ref(a) -> str:
         return alias.get(a.name, a.name)
 
-    try:
-        for node in gm.graph.nodes:
-            if node.op == "placeholder":
-                out.append(Prim(node.name, "input", (), _chw(node)))
+    def fail(node: fx.Node, message: str) -> None:
+        path = path_of(node) or "(the model)"
+        span = node_span(node, sources, where)
+        errors.append(error("E0801", f"{path}: {message}", span))
+        tainted.add(node.name)
+
+    for node in gm.graph.nodes:
+        if node.op == "placeholder":
+            out.append(Prim(node.name, "input", (), _chw(node)))
+            continue
+        if any(a.name in tainted for a in node.all_input_nodes):
+            tainted.add(node.name)  # reported where it started; a module is reported too
+            if node.op != "call_module":
                 continue
-            if node.op == "output":
-                (res,) = node.args
-                out.append(Prim("output", "output", (ref(res),), _chw(res)))
-                continue
-            if node.op == "get_attr":
-                raise Unliftable(
-                    node, f"the tensor {node.target} used as a value has no memory-bank form"
-                )
-            if _shape(node) is None:  # sizes and other non-tensor values (x.size(0))
-                continue
-            tensors = [a for a in node.all_input_nodes if _shape(a) is not None]
-            if node.op == "call_module":
-                what = _module_op(node, gm.get_submodule(str(node.target)))
-                if isinstance(what, str):
-                    raise Unliftable(node, what)
-                kind, op = ("pass", None) if what is None else ("op", what)
-                module = (
-                    str(node.target)
-                    if isinstance(what, arch.Conv | arch.BatchNorm | arch.Linear)
-                    else None
-                )
-            else:
-                what = _function_op(node)
-                if isinstance(what, str):
-                    raise Unliftable(node, what)
-                kind, op = what
-                module = None
-            if kind == "pass":
-                alias[node.name] = ref(tensors[0])
-                continue
-            if kind == "op":
-                ins: tuple[str, ...] = (ref(tensors[0]),)
-            else:
-                ins = tuple(ref(a) for a in tensors)
-            if kind == "add" and len(ins) != 2:
-                raise Unliftable(
-                    node, "an addition of other than two tensors has no memory-bank form"
-                )
-            owner, unit = owners(node, flat)
-            if flat and node.op != "call_module":
-                owner = unit = next((p.owner for p in out if p.id == ins[0]), "")
-            prim = Prim(node.name, kind, ins, _chw(node), op, module, path_of(node), owner, unit)
+        try:
+            prim = _prim(gm, node, ref, flat, out)
+        except Unliftable as exc:
+            fail(exc.node, exc.message)
+            continue
+        if node.name in tainted:
+            continue
+        if isinstance(prim, str):
+            alias[node.name] = prim
+        elif prim is not None:
             out.append(prim)
-    except Unliftable as exc:
-        path = path_of(exc.node) or "(the model)"
-        span = node_span(exc.node, sources, where)
-        raise SmashError([error("E0801", f"{path}: {exc.message}", span)], sources) from None
+    if errors:
+        raise SmashError(errors, sources)
     return out

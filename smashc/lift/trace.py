@@ -8,9 +8,11 @@ the user's source where fx gave up, with the module path being traced.
 from __future__ import annotations
 
 import linecache
+import os
 import re
 import traceback
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch import fx, nn
@@ -35,17 +37,33 @@ class _Tracer(fx.Tracer):
         super().__init__()
         self.record_stack_traces = True
         self.path: list[str] = []
+        self.failed_in = ""  # the innermost module whose forward raised
 
     def call_module(self, m, forward, args, kwargs):
         self.path.append(self.path_of_module(m))
         try:
             return super().call_module(m, forward, args, kwargs)
+        except Exception:
+            self.failed_in = self.failed_in or self.path[-1]
+            raise
         finally:
             self.path.pop()
 
 
+def _display(file: str) -> str:
+    """``file`` relative to the working directory when it lies below it."""
+    try:
+        return os.path.relpath(file) if Path(file).resolve().is_relative_to(Path.cwd()) else file
+    except (OSError, ValueError):
+        return file
+
+
+_NOT_USER = (str(Path(torch.__file__).parent), str(Path(__file__).parent.parent))
+
+
 def _torch_frame(filename: str) -> bool:
-    return f"{torch.__path__[0]}" in filename or filename.startswith("<")
+    """Whether a frame is torch's or smashc's own, not the user's."""
+    return filename.startswith(_NOT_USER) or filename.startswith("<")
 
 
 def user_span(frames: list[traceback.FrameSummary]) -> Span | None:
@@ -55,13 +73,14 @@ def user_span(frames: list[traceback.FrameSummary]) -> Span | None:
             continue
         line = linecache.getline(fr.filename, fr.lineno)
         col = len(line) - len(line.lstrip()) + 1
-        return Span(fr.filename, fr.lineno, col, fr.lineno, len(line.rstrip()) + 1)
+        return Span(_display(fr.filename), fr.lineno, col, fr.lineno, len(line.rstrip()) + 1)
     return None
 
 
 def source_of(span: Span, sources: dict[str, str]) -> None:
+    """Adds the text of the file ``span`` points into to ``sources``."""
     if span.file not in sources:
-        lines = linecache.getlines(span.file)
+        lines = linecache.getlines(str(Path(span.file).resolve()))
         if lines:
             sources[span.file] = "".join(lines)
 
@@ -69,7 +88,7 @@ def source_of(span: Span, sources: dict[str, str]) -> None:
 def _untraceable(exc: Exception, tracer: _Tracer, where: Span) -> SmashError:
     frames = traceback.extract_tb(exc.__traceback__)
     span = user_span(frames) or where
-    path = tracer.path[-1] if tracer.path and tracer.path[-1] else "(the model)"
+    path = tracer.failed_in or "(the model)"
     reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     diag = error(
         "E0802",
