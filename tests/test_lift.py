@@ -13,7 +13,7 @@ from smashc.backends.export import load as load_package
 from smashc.compiler import export, for_training, free_module, totals
 from smashc.frontend import printer
 from smashc.frontend.parser import parse
-from smashc.lift import lift
+from smashc.lifting import lift
 
 # (network, its constructor, the families of its blocks in order, input size)
 CASES = [

@@ -99,7 +99,7 @@ def _module(target: str, pairs: list[str]):
     import importlib.util
     import traceback
 
-    from smashc.lift.trace import source_of, user_span
+    from smashc.lifting.trace import source_of, user_span
 
     path, sep, cls = target.rpartition(":")
     if not sep or not path or not cls.isidentifier():
@@ -137,10 +137,11 @@ def _module(target: str, pairs: list[str]):
 def cmd_lift(args: argparse.Namespace) -> int:
     import torch
 
-    from smashc.lift import lift
+    from smashc.lifting import lift
 
     try:
         c, h, w = _shape(args.input)
+        torch.manual_seed(args.seed)  # a module's initial weights are reproducible
         model = _module(args.model, args.arg)
         if not isinstance(model, torch.nn.Module):
             msg = f"{args.model} is not a torch.nn.Module"
@@ -178,6 +179,9 @@ def add_commands(sub) -> None:
     )
     k.add_argument(
         "--input", default="3x32x32", metavar="CxHxW", help="input shape (default 3x32x32)"
+    )
+    k.add_argument(
+        "--seed", type=int, default=0, help="torch's seed when building the module (default 0)"
     )
     k.add_argument("--name", help="the network's name (default: the class name in snake_case)")
     k.add_argument("-o", dest="output", metavar="OUT.smash", help="write here (default: stdout)")

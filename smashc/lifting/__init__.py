@@ -24,11 +24,11 @@ from smashc.frontend.flatten import seq as seq_ast
 from smashc.frontend.loader import load_text
 from smashc.frontend.parser import parse
 from smashc.ir.graph import Pattern
-from smashc.lift import structure, templates
-from smashc.lift.banks import LBlock, to_arch
-from smashc.lift.ops import primitives
-from smashc.lift.trace import node_span, trace
-from smashc.lift.weights import transfer
+from smashc.lifting import structure, templates
+from smashc.lifting.banks import LBlock, to_arch
+from smashc.lifting.ops import primitives
+from smashc.lifting.trace import node_span, trace
+from smashc.lifting.weights import transfer
 
 __all__ = ["Lifted", "lift"]
 

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 import networkx as nx
 
 from smashc import arch
-from smashc.lift.banks import SPLITS, LBlock, NoBankForm, block_of
-from smashc.lift.ops import Prim
+from smashc.lifting.banks import SPLITS, LBlock, NoBankForm, block_of
+from smashc.lifting.ops import Prim
 
 Ids = tuple  # parallel to an op tuple: a primitive id, or for a Sum a tuple of path Ids
 

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from smashc import arch
 from smashc.frontend.expand import expand
 from smashc.frontend.loader import load_text
-from smashc.lift.banks import LBlock, LLayer
+from smashc.lifting.banks import LBlock, LLayer
 
 
 def _first_conv(b: LBlock) -> arch.Conv | None:

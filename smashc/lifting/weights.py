@@ -15,7 +15,7 @@ from torch import nn
 
 from smashc import arch
 from smashc.backends.fx import py_name
-from smashc.lift.ops import Prim
+from smashc.lifting.ops import Prim
 from smashc.ops.registry import op_name
 
 

@@ -18,7 +18,7 @@ from torch import fx, nn
 
 from smashc import arch
 from smashc.diagnostics import SmashError, Span, error
-from smashc.lift.trace import node_span
+from smashc.lifting.trace import node_span
 
 Shape3 = tuple[int, int, int]
 

@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from smashc import arch
-from smashc.lift.ops import Prim
+from smashc.lifting.ops import Prim
 
 SPLITS = ("none", "owner", "conv")
 
