@@ -2,7 +2,8 @@
 
 It writes into its folder ``final.jsonl`` (a record per epoch), ``final.json`` (test
 metrics), ``curves.png``, ``architecture.smash``, ``model/`` (the importable package) and
-``model.onnx`` (the same network in ONNX, where the ``onnx`` package is installed), and resumes from ``checkpoint.pt`` through ``loop.run``.
+``model.onnx`` (the same network in ONNX, where the ``onnx`` package is installed), and
+resumes from ``checkpoint.pt`` through ``loop.run``.
 """
 
 from __future__ import annotations

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import shutil
 
+import lift_nets as nets
 import numpy as np
 import pytest
 import torch
 from support import EXAMPLES, ROOT, check_golden
 
-import lift_nets as nets
 from smashc.backends.export import load as load_package
 from smashc.cli import main
 

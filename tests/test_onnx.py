@@ -7,6 +7,7 @@ import pytest
 import torch
 from support import EXAMPLES
 
+from smashc import ops
 from smashc.backends.fx import to_fx
 from smashc.pipeline import compile_file, compile_text
 
@@ -60,7 +61,8 @@ def test_onnx_covers_every_op_and_zero_banks():
         block b {
             banks 2 x 8
             layer read 0 write 1 = relu6 -> avgpool(kernel=3, stride=1, padding=1) -> conv(out=8)
-            layer read 0, 1 write 1 = maxpool(kernel=3, stride=1, padding=1) -> conv(out=8, kernel=1)
+            layer read 0, 1 write 1 = maxpool(kernel=3, stride=1, padding=1)
+                -> conv(out=8, kernel=1)
         }
         transition { chanpad(out=20) -> gap -> linear(out=12) -> relu }
         head { linear(out=classes, bias=false) }
@@ -92,10 +94,27 @@ def test_zero_bank_in_a_block_output():
     assert np.allclose(_run(onnx_backend.to_onnx(ir, gm.state_dict()), x), want, atol=1e-5)
 
 
+@pytest.mark.parametrize("name", [n for n in ops.names() if ops.lookup(n).onnx is not None])
+def test_every_op_with_an_onnx_lowering(name):
+    """Each registry entry's ``example`` (the one tests/test_ops.py compiles) in ONNX."""
+    from test_ops import network_text
+
+    ir = compile_text(network_text(ops.lookup(name).example))
+    torch.manual_seed(0)
+    gm = _trained_like(to_fx(ir))
+    x = torch.randn(2, *ir.input)
+    with torch.no_grad():
+        want = gm(x).numpy()
+    assert np.allclose(_run(onnx_backend.to_onnx(ir, gm.state_dict()), x), want, atol=1e-5)
+
+
+def test_every_built_in_op_has_an_onnx_lowering():
+    assert [n for n in ops.names() if ops.lookup(n).onnx is None] == []
+
+
 def test_op_without_onnx_lowering_is_a_diagnostic():
     from dataclasses import replace
 
-    from smashc import ops
     from smashc.diagnostics import SmashError
     from smashc.ops import registry
 
@@ -104,7 +123,8 @@ def test_op_without_onnx_lowering_is_a_diagnostic():
     registry.register(replace(relu, onnx=None))
     try:
         ir = compile_text(
-            "network n { input 3 x 4 x 4\n classes 2\n stem { conv(out=4) -> relu }\n head { gap -> linear(out=2) } }"
+            "network n { input 3 x 4 x 4\n classes 2\n stem { conv(out=4) -> relu }\n"
+            " head { gap -> linear(out=2) } }"
         )
         with pytest.raises(SmashError, match=r"E0810.*op 'relu' has no ONNX lowering"):
             onnx_backend.to_onnx(ir, to_fx(ir).state_dict())
