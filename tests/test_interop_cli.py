@@ -120,3 +120,36 @@ def test_weights_of_another_network_are_refused(workdir, capsys):
     )
     err = capsys.readouterr().err
     assert rc == 1 and "error[E0813]: these weights do not fit the network: missing" in err
+
+
+BRANCHES = """
+import torch
+from torch import nn
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.down = nn.Conv2d(3, 8, 3, 2, 1)
+        self.pool = nn.MaxPool2d(2)
+        self.fc = nn.Linear(11, 10)
+
+    def forward(self, x):
+        x = torch.cat([self.down(x), self.pool(x)], 1)
+        return self.fc(nn.functional.adaptive_avg_pool2d(x, 1).flatten(1))
+"""
+
+
+def test_a_concatenation_that_changes_resolution_is_located(workdir, capsys):
+    (workdir / "branches.py").write_text(BRANCHES, encoding="utf-8")
+    assert main(["lift", "branches.py:Net", "--input", "3x8x8"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("branches.py:14:9: error[E0804]: (the model): a concatenation")
+    assert "x = torch.cat([self.down(x), self.pool(x)], 1)" in err
+
+
+def test_an_input_the_module_does_not_take_is_located(workdir, capsys):
+    assert main(["lift", "model.py:CifarResNet", "--input", "1x32x32"]) == 1
+    err = capsys.readouterr().err
+    assert "error[E0803]: the module does not run on an input of shape (2, 1, 32, 32)" in err
+    assert "Traceback" not in err

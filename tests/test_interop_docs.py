@@ -26,10 +26,12 @@ def test_the_page_has_its_steps():
     assert sum(lang == "sh" for lang, _ in kinds) >= 4
 
 
-def test_interop_page_runs_as_written(tmp_path):
+def test_interop_page_runs_as_written(tmp_path, monkeypatch):
     pytest.importorskip(
         "onnxruntime", reason="onnxruntime is not installed (pip install onnxruntime)"
     )
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
     env = {**ENV, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{ENV.get('PATH', '')}"}
     for lang, info, body in blocks():
         if lang == "python" and info.startswith("file="):
@@ -39,10 +41,10 @@ def test_interop_page_runs_as_written(tmp_path):
             produced = (tmp_path / info.removeprefix("output=")).read_text(encoding="utf-8")
             assert produced == body
             continue
-        if lang == "sh":
-            cmd = ["bash", "-euo", "pipefail", "-c", body]
-        else:
-            cmd = [sys.executable, "-c", body]
+        if lang == "python":  # in this process, as a fresh module in the page's folder
+            exec(compile(body, f"{DOC.name} (python block)", "exec"), {"__name__": "__main__"})
+            continue
+        cmd = ["bash", "-euo", "pipefail", "-c", body]
         proc = subprocess.run(
             cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
         )

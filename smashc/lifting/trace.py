@@ -7,6 +7,8 @@ the user's source where fx gave up, with the module path being traced.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import linecache
 import os
 import re
@@ -116,12 +118,15 @@ def trace(module: nn.Module, example: torch.Tensor, where: Span) -> Traced:
         raise _untraceable(exc, tracer, where) from None
     gm = fx.GraphModule(tracer.root, graph, type(module).__name__)
     try:
-        with torch.no_grad():
+        with torch.no_grad(), contextlib.redirect_stderr(io.StringIO()):  # it prints tracebacks
             ShapeProp(gm).propagate(example)
     except Exception as exc:
-        frames = traceback.extract_tb(exc.__traceback__)
-        span = user_span(frames) or where
-        msg = f"the module does not run on an input of shape {tuple(example.shape)}: {exc}"
+        root = exc
+        while root.__cause__ is not None:  # ShapeProp wraps the module's own error
+            root = root.__cause__
+        span = user_span(traceback.extract_tb(root.__traceback__)) or where
+        reason = str(root).strip().splitlines()[0] if str(root).strip() else type(root).__name__
+        msg = f"the module does not run on an input of shape {tuple(example.shape)}: {reason}"
         diags: list[Diagnostic] = [error("E0803", msg.splitlines()[0], span)]
         sources: dict[str, str] = {}
         source_of(span, sources)
