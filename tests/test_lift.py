@@ -80,6 +80,13 @@ def test_lifted_text_is_canonical_and_uses_templates(name, make, families, size)
     assert len(uses) == len(families) and all(" = " in u for u in uses), lifted.text
 
 
+def test_the_lifted_program_compiles_like_its_network():
+    from smashc.ir import dump
+
+    _, _, lifted = _lifted(nets.FractalNet, 16)
+    assert dump(for_training(lifted.program)) == dump(for_training(lifted.network))
+
+
 def test_module_paths_are_comments():
     _, _, lifted = _lifted(lambda: nets.CifarResNet(3), 32)
     text = lifted.text

@@ -21,7 +21,7 @@ from smashc.frontend import printer
 from smashc.frontend.expand import expand
 from smashc.frontend.flatten import block as block_ast
 from smashc.frontend.flatten import seq as seq_ast
-from smashc.frontend.loader import load_text
+from smashc.frontend.loader import Program, load_text
 from smashc.frontend.parser import parse
 from smashc.ir.graph import Pattern
 from smashc.lifting import structure, templates
@@ -35,11 +35,12 @@ __all__ = ["Lifted", "lift"]
 
 @dataclass(frozen=True)
 class Lifted:
-    """A lifted module: its ``.smash`` text (canonical, module paths as comments), the
-    network that text defines, and the module's weights as a state dict of the compiled
-    package's module (``compile -o``; ``--weights``)."""
+    """A lifted module: its ``.smash`` text (canonical, module paths as comments), that text
+    loaded (``compiler.for_training`` compiles it), the network it defines, and the module's
+    weights as a state dict of the compiled package's module (``compile -o``; ``--weights``)."""
 
     text: str
+    program: Program
     network: arch.Network
     weights: dict[str, torch.Tensor]
 
@@ -175,6 +176,7 @@ def lift(
     classes = next(p for p in prims if p.id == "output").shape[0]
     cls = type(module).__name__
     text, ordered = _text(name or snake(cls), cls, parts, entry, classes)
-    net = expand(load_text(text, f"{name or snake(cls)}.smash"))
+    program = load_text(text, f"{name or snake(cls)}.smash")
+    net = expand(program)
     by_id = {p.id: p for p in prims}
-    return Lifted(text, net, transfer(module, net, ordered, by_id))
+    return Lifted(text, program, net, transfer(module, net, ordered, by_id))
