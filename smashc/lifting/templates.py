@@ -2,9 +2,11 @@
 
 Candidates come from the block's recognised family and parameters (``resnet`` ->
 ``resnet_block``, ``resnet_postact_block``, ``bottleneck_block``, ``mobilenet_block``;
-``densenet`` -> ``dense_block``; ``fractalnet`` -> ``fractal_block``); one matches when its
-expansion has the block's banks and output and the same layers up to the order of layers
-that commute (the same layers, ops and modes, with banks renumbered consistently).
+``densenet`` -> ``dense_block``; ``fractalnet`` -> ``fractal_block``); one matches when a
+one-to-one renumbering of the block's banks (the input bank staying first) turns the
+block's layers, in some order, into the expansion's: the same reads, writes, mode and ops
+per layer, the same bank widths and output. The block is then printed as the template call
+and its layers take the expansion's order (which is how the weights find their layers).
 """
 
 from __future__ import annotations
