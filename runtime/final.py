@@ -1,8 +1,9 @@
 """The final training: one architecture trained normally (free weights), evaluated, exported.
 
 It writes into its folder ``final.jsonl`` (a record per epoch), ``final.json`` (test
-metrics), ``curves.png``, ``architecture.smash`` and ``model/`` (the importable package),
-and resumes from ``checkpoint.pt`` through ``loop.run``.
+metrics), ``curves.png``, ``architecture.smash``, ``model/`` (the importable package) and
+``model.onnx`` (the same network in ONNX, where the ``onnx`` package is installed), and
+resumes from ``checkpoint.pt`` through ``loop.run``.
 
 In a process group it is data-parallel (``DistributedDataParallel``): every rank draws
 the same batches of ``final.batch_size`` and trains on its slice of each (rows ``rank``,
@@ -20,7 +21,16 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F  # noqa: N812
 
-from smashc.compiler import Network, export, fast_module, for_training, free_module, to_text, totals
+from smashc.compiler import (
+    Network,
+    export,
+    export_onnx,
+    fast_module,
+    for_training,
+    free_module,
+    to_text,
+    totals,
+)
 from smashc.diagnostics import SmashError, Span, error
 from smashc.runtime import loop, plots, precision, runs
 from smashc.runtime.config import FinalTraining
@@ -40,6 +50,7 @@ FILES = (
     "model/module.py",
     "model/weights.pt",
     "model/ir.txt",
+    "model.onnx",
 )
 
 
@@ -225,4 +236,5 @@ def train_final(
     (out / "final.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     plots.curves(training.history, out / "curves.png")
     export(model, ir, out / "model")
+    export_onnx(model.cpu(), ir, out / "model.onnx")
     return summary

@@ -12,3 +12,12 @@ def load(path):
     from smashc.backends.export import load as _load
 
     return _load(path)
+
+
+def lift(module, example, name=None):
+    """``module`` (a PyTorch ``nn.Module``) as a ``.smash`` network, traced on ``example``
+    (an N x C x H x W batch): a ``smashc.lifting.Lifted`` (``.text``, ``.program``,
+    ``.network``, ``.weights``). See docs/interop.md."""
+    from smashc.lifting import lift as _lift
+
+    return _lift(module, example, name)

@@ -9,7 +9,7 @@ run asks for the artefact it needs:
   through the training pipeline (what every SMASH step and every score compiles);
 * ``for_training``: the IR after the default pipeline, from which ``free_module`` builds a
   GraphModule with its own weights, ``totals`` counts parameters and MACs, ``export``
-  writes the importable package and ``draw`` the diagram.
+  writes the importable package, ``export_onnx`` the ONNX model and ``draw`` the diagram.
 
 Everything a runtime module imports from the compiler is defined or re-exported here, so
 the compiler's internals can move without the runtime noticing (``tests/test_layers.py``
@@ -53,6 +53,7 @@ __all__ = [
     "draw",
     "encode_network",
     "export",
+    "export_onnx",
     "fast_module",
     "for_oneshot",
     "for_training",
@@ -140,6 +141,18 @@ def export(gm: fx.GraphModule, ir: IRGraph, outdir: str | Path) -> Path:
     from smashc.ir import dump
 
     return export_package(gm.eval().cpu(), outdir, class_name(ir.name), dump(ir))
+
+
+def export_onnx(gm: fx.GraphModule, ir: IRGraph, path: str | Path) -> Path | None:
+    """Writes ``gm`` (a ``free_module`` of ``ir``, trained or not) as an ONNX model at
+    ``path``; None, writing nothing, where the ``onnx`` package is not installed."""
+    try:
+        from smashc.backends.onnx import to_onnx
+    except ImportError:
+        return None
+    target = Path(path)
+    target.write_bytes(to_onnx(ir, gm.state_dict()).SerializeToString())
+    return target
 
 
 def draw(ir: IRGraph, path: Path) -> Path:

@@ -24,6 +24,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from support import ENV, ROOT, exported_output_shape, ok, smashc
@@ -153,6 +154,25 @@ def test_exported_final_model_is_importable_and_matches_the_test_accuracy(smoke)
     _, acc = evaluate(model, Batches(ds, ds.test, 500, 0, shuffle=False))
     final = json.loads((out / "final" / "final.json").read_text())
     assert acc == pytest.approx(final["test_acc"])
+
+
+def test_final_onnx_model_computes_the_exported_package(smoke):
+    ort = pytest.importorskip(
+        "onnxruntime", reason="onnxruntime is not installed (pip install onnxruntime)"
+    )
+    from smashc.backends.export import load as load_package
+
+    out, _ = smoke
+    onnx_file = out / "final" / "model.onnx"
+    assert onnx_file.is_file()
+    model = load_package(out / "final" / "model").eval()
+    x = torch.randn(3, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    session = ort.InferenceSession(str(onnx_file), providers=["CPUExecutionProvider"])
+    (got,) = session.run(None, {"x": x.numpy()})
+    with torch.no_grad():
+        want = model(x).numpy()
+    assert got.shape == want.shape == (3, 10)
+    assert np.allclose(got, want, rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.slow

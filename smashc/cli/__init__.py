@@ -1,5 +1,5 @@
 """The ``smashc`` command line: check, fmt, expand, compile, visualize (``cli.compiling``),
-search, train, experiment (``cli.running``)."""
+lift (``cli.interop``), search, train, experiment (``cli.running``)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from smashc import __version__
-from smashc.cli import compiling, running
+from smashc.cli import compiling, interop, running
 from smashc.cli.common import ArgumentParser, UsageError
 from smashc.diagnostics import SmashError, Span, error
 
@@ -21,6 +21,7 @@ def build_parser(full: bool = True) -> ArgumentParser:
     p.add_argument("--version", action="version", version=f"smashc {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
     compiling.add_commands(sub)
+    interop.add_commands(sub)
     running.add_commands(sub, full)
     return p
 

@@ -96,12 +96,15 @@ def cmd_expand(args: argparse.Namespace) -> int:
     return 0
 
 
-def _export(ir, outdir: str, max_params: int) -> None:
+def _export(ir, outdir: str, max_params: int, weights: str | None) -> None:
     from smashc.backends.export import export_package
     from smashc.backends.fx import class_name, to_fx
+    from smashc.cli.interop import load_weights, with_weights
     from smashc.ir import dump
 
     gm = to_fx(ir, max_params)
+    if weights is not None:
+        gm = with_weights(gm, load_weights(weights), weights)
     cls = class_name(ir.name)
     out = export_package(gm, outdir, cls, dump(ir))
     print(f"wrote {out}/ (from {out.name} import load; model = load())", file=sys.stderr)
@@ -159,8 +162,12 @@ def cmd_compile(args: argparse.Namespace) -> int:
             sys.stdout.write(report.render(result.ir))
         if args.emit == "encoding":
             _emit_encoding(result.ir, args)
+        elif args.emit == "onnx":
+            from smashc.cli.interop import emit_onnx
+
+            emit_onnx(result.ir, args)
         elif args.output is not None:
-            _export(result.ir, args.output, args.max_params)
+            _export(result.ir, args.output, args.max_params, args.weights)
     except SmashError as exc:
         sources = {**(program.sources if program else {}), **exc.sources}
         print(SmashError(exc.diagnostics, sources).render(), file=sys.stderr)
@@ -224,9 +231,15 @@ def add_commands(sub) -> None:
     k.add_argument("file", metavar="FILE")
     k.add_argument(
         "--emit",
-        choices=("ir", "code", "encoding", "none"),
+        choices=("ir", "code", "encoding", "onnx", "none"),
         default="none",
-        help="print the IR or the generated fx code, or write the c encoding to -o",
+        help="print the IR or the generated fx code, or write the c encoding or ONNX to -o",
+    )
+    k.add_argument(
+        "--weights",
+        metavar="W",
+        help="weights for -o (a package) or --emit onnx: a state dict .pt (e.g. from "
+        "`smashc lift --weights`) or a compiled package's folder; default: freshly initialised",
     )
     k.add_argument(
         "--convs-per-op",
@@ -244,8 +257,8 @@ def add_commands(sub) -> None:
         "-o",
         dest="output",
         metavar="OUT",
-        help="a directory for an importable Python package (torch only), or with "
-        "--emit encoding a .npy/.pt file (plus a .json sidecar)",
+        help="a directory for an importable Python package (torch only), with "
+        "--emit encoding a .npy/.pt file (plus a .json sidecar), with --emit onnx a .onnx file",
     )
     k.add_argument(
         "--max-params",

@@ -18,7 +18,7 @@ from smashc.ops.common import (
     same_channels,
     same_shape,
 )
-from smashc.ops.registry import Args, Emitter, OpDef, Param, Weights, register
+from smashc.ops.registry import Args, Emitter, OnnxEmitter, OpDef, Param, Weights, register
 
 
 def eager_activation(kind: str, slope: float, x):
@@ -35,6 +35,10 @@ def eager_activation(kind: str, slope: float, x):
 
 
 def lower_fx(e: Emitter, op: arch.Act, x, cin: int, name: str):
+    return e.act(op.kind, op.slope, x, name)
+
+
+def lower_onnx(e: OnnxEmitter, op: arch.Act, x: str, cin: int, name: str) -> str:
     return e.act(op.kind, op.slope, x, name)
 
 
@@ -56,6 +60,7 @@ def _plain(kind: str) -> OpDef:
         shape=same_shape,
         cost=no_cost,
         fx=lower_fx,
+        onnx=lower_onnx,
         weights=no_weights,
         run=run,
         selector=("kind", kind),
@@ -81,6 +86,7 @@ LEAKY_RELU = register(
         shape=same_shape,
         cost=no_cost,
         fx=lower_fx,
+        onnx=lower_onnx,
         weights=no_weights,
         run=run,
         selector=("kind", "leaky_relu"),

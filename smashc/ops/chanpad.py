@@ -6,7 +6,16 @@ from smashc import arch
 from smashc.diagnostics import Diagnostic, DiagnosticBag, Span
 from smashc.frontend import ast
 from smashc.ops.common import int_expr, kw, no_cost, no_weights
-from smashc.ops.registry import REQUIRED, Args, Emitter, OpDef, Param, Weights, register
+from smashc.ops.registry import (
+    REQUIRED,
+    Args,
+    Emitter,
+    OnnxEmitter,
+    OpDef,
+    Param,
+    Weights,
+    register,
+)
 from smashc.shape import Shape
 
 
@@ -35,6 +44,11 @@ def lower_fx(e: Emitter, op: arch.ChannelPad, x, cin: int, name: str):
     return e.call(F.pad, [x, (0, 0, 0, 0, 0, op.out - cin)], name)
 
 
+def lower_onnx(e: OnnxEmitter, op: arch.ChannelPad, x: str, cin: int, name: str) -> str:
+    pads = e.ints(f"{name}_pads", [0, 0, 0, 0, 0, op.out - cin, 0, 0])  # begins, then ends
+    return e.node("Pad", [x, pads], name)
+
+
 def run(op: arch.ChannelPad, x, w: Weights):
     from torch.nn import functional as F  # noqa: N812
 
@@ -52,6 +66,7 @@ CHANPAD = register(
         shape=shape,
         cost=no_cost,
         fx=lower_fx,
+        onnx=lower_onnx,
         weights=no_weights,
         run=run,
         example="chanpad(out=12)",

@@ -6,7 +6,17 @@ from smashc import arch
 from smashc.diagnostics import Diagnostic, DiagnosticBag, Span, error
 from smashc.frontend import ast
 from smashc.ops.common import conv_cost, groups_ok, int_expr, kw, pair_expr, spatial
-from smashc.ops.registry import REQUIRED, Args, Draw, Emitter, OpDef, Param, Weights, register
+from smashc.ops.registry import (
+    REQUIRED,
+    Args,
+    Draw,
+    Emitter,
+    OnnxEmitter,
+    OpDef,
+    Param,
+    Weights,
+    register,
+)
 from smashc.shape import Shape
 
 
@@ -61,6 +71,21 @@ def lower_fx(e: Emitter, op: arch.Conv, x, cin: int, name: str):
     return e.module(name, conv, x)
 
 
+def lower_onnx(e: OnnxEmitter, op: arch.Conv, x: str, cin: int, name: str) -> str:
+    inputs = [x, e.param(name, "weight")] + ([e.param(name, "bias")] if op.bias else [])
+    ph, pw = op.padding
+    return e.node(
+        "Conv",
+        inputs,
+        name,
+        kernel_shape=list(op.kernel),
+        strides=list(op.stride),
+        pads=[ph, pw, ph, pw],
+        dilations=list(op.dilation),
+        group=op.groups,
+    )
+
+
 def weights(op: arch.Conv, cin: int, draw: Draw) -> dict:
     kh, kw_ = op.kernel
     fan = cin // op.groups * kh * kw_
@@ -106,6 +131,7 @@ CONV = register(
         shape=shape,
         cost=cost,
         fx=lower_fx,
+        onnx=lower_onnx,
         weights=weights,
         run=run,
         label=label,

@@ -6,7 +6,17 @@ from smashc import arch
 from smashc.diagnostics import Diagnostic, DiagnosticBag, Span, error
 from smashc.frontend import ast
 from smashc.ops.common import int_expr, kw
-from smashc.ops.registry import REQUIRED, Args, Draw, Emitter, OpDef, Param, Weights, register
+from smashc.ops.registry import (
+    REQUIRED,
+    Args,
+    Draw,
+    Emitter,
+    OnnxEmitter,
+    OpDef,
+    Param,
+    Weights,
+    register,
+)
 from smashc.shape import Shape
 
 
@@ -49,6 +59,17 @@ def lower_fx(e: Emitter, op: arch.Linear, x, cin: int, name: str):
     return e.method("reshape", [y, (-1, op.out, 1, 1)], f"{name}_4d")
 
 
+def lower_onnx(e: OnnxEmitter, op: arch.Linear, x: str, cin: int, name: str) -> str:
+    """Like the fx lowering: flattened, and (N, out, 1, 1) again unless it is the output."""
+    x = e.node("Flatten", [x], f"{name}_flat", axis=1)
+    inputs = [x, e.param(name, "weight")] + ([e.param(name, "bias")] if op.bias else [])
+    y = e.node("Gemm", inputs, name, transB=1)
+    if e.feeds_output:
+        e.keep_flat(y)
+        return y
+    return e.node("Reshape", [y, e.ints(f"{name}_shape", [-1, op.out, 1, 1])], f"{name}_4d")
+
+
 def weights(op: arch.Linear, cin: int, draw: Draw) -> dict:
     w = {"weight": draw("weight", op.out, cin) / cin**0.5}
     if op.bias:
@@ -73,6 +94,7 @@ LINEAR = register(
         shape=shape,
         cost=cost,
         fx=lower_fx,
+        onnx=lower_onnx,
         weights=weights,
         run=run,
         example="gap -> linear(out=6)",

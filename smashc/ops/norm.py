@@ -6,7 +6,7 @@ from smashc import arch
 from smashc.diagnostics import Span
 from smashc.frontend import ast
 from smashc.ops.common import float_expr, kw, same_channels, same_shape
-from smashc.ops.registry import Args, Draw, Emitter, OpDef, Param, Weights, register
+from smashc.ops.registry import Args, Draw, Emitter, OnnxEmitter, OpDef, Param, Weights, register
 from smashc.shape import Shape
 
 
@@ -31,6 +31,12 @@ def lower_fx(e: Emitter, op: arch.BatchNorm, x, cin: int, name: str):
     from torch import nn
 
     return e.module(name, nn.BatchNorm2d(cin, op.eps, op.momentum), x)
+
+
+def lower_onnx(e: OnnxEmitter, op: arch.BatchNorm, x: str, cin: int, name: str) -> str:
+    keys = ("weight", "bias", "running_mean", "running_var")
+    inputs = [x, *(e.param(name, k) for k in keys)]
+    return e.node("BatchNormalization", inputs, name, epsilon=op.eps)
 
 
 def weights(op: arch.BatchNorm, cin: int, draw: Draw) -> dict:
@@ -62,6 +68,7 @@ BN = register(
         shape=same_shape,
         cost=cost,
         fx=lower_fx,
+        onnx=lower_onnx,
         weights=weights,
         run=run,
         example="bn(eps=0.001, momentum=0.2)",

@@ -14,7 +14,7 @@ from smashc.ops.common import (
     same_channels,
     spatial,
 )
-from smashc.ops.registry import Args, Emitter, OpDef, Param, Weights, register
+from smashc.ops.registry import Args, Emitter, OnnxEmitter, OpDef, Param, Weights, register
 from smashc.shape import Shape
 
 
@@ -49,6 +49,15 @@ def _max_fx(e: Emitter, op: arch.Pool, x, cin: int, name: str):
     return e.call(F.max_pool2d, [x, op.kernel, op.stride, op.padding], name)
 
 
+def _pool_onnx(op_type: str, **extra):
+    def lower_onnx(e: OnnxEmitter, op: arch.Pool, x: str, cin: int, name: str) -> str:
+        ph, pw = op.padding
+        attrs = dict(kernel_shape=list(op.kernel), strides=list(op.stride), pads=[ph, pw, ph, pw])
+        return e.node(op_type, [x], name, **attrs, **extra)
+
+    return lower_onnx
+
+
 def _avg_run(op: arch.Pool, x, w: Weights):
     from torch.nn import functional as F  # noqa: N812
 
@@ -61,7 +70,7 @@ def _max_run(op: arch.Pool, x, w: Weights):
     return F.max_pool2d(x, op.kernel, op.stride, op.padding)
 
 
-def _pool(kind: str, lower_fx, run) -> OpDef:
+def _pool(kind: str, lower_fx, lower_onnx, run) -> OpDef:
     def build(a: Args, span: Span) -> arch.Pool:
         stride = a["stride"] if a["stride"] is not None else a["kernel"]
         return arch.Pool(kind, a["kernel"], stride, a["padding"], span)
@@ -80,6 +89,7 @@ def _pool(kind: str, lower_fx, run) -> OpDef:
         shape=_shape,
         cost=no_cost,
         fx=lower_fx,
+        onnx=lower_onnx,
         weights=no_weights,
         run=run,
         selector=("kind", kind),
@@ -97,8 +107,8 @@ def _gap_run(op: arch.GlobalAvgPool, x, w: Weights):
     return x.mean(dim=(2, 3), keepdim=True)
 
 
-AVGPOOL = register(_pool("avg", _avg_fx, _avg_run))
-MAXPOOL = register(_pool("max", _max_fx, _max_run))
+AVGPOOL = register(_pool("avg", _avg_fx, _pool_onnx("AveragePool", count_include_pad=1), _avg_run))
+MAXPOOL = register(_pool("max", _max_fx, _pool_onnx("MaxPool"), _max_run))
 GAP = register(
     OpDef(
         name="gap",
@@ -110,6 +120,7 @@ GAP = register(
         shape=lambda op, x, errs: Shape(x.channels, 1, 1),
         cost=no_cost,
         fx=_gap_fx,
+        onnx=lambda e, op, x, cin, name: e.node("GlobalAveragePool", [x], name),
         weights=no_weights,
         run=_gap_run,
         example="gap",

@@ -67,6 +67,21 @@ class Emitter(Protocol):
     def keep_flat(self, y: fx.Node) -> None: ...
 
 
+class OnnxEmitter(Protocol):
+    """What an entry's ONNX lowering may do to the graph being built (``smashc.backends.onnx``).
+
+    Values are ONNX value names (strings)."""
+
+    feeds_output: bool  # whether the op's value is the network output
+
+    def node(self, op_type: str, inputs: list[str], name: str, **attrs: Any) -> str: ...
+    def param(self, module: str, key: str) -> str: ...
+    def ints(self, name: str, values: list[int]) -> str: ...
+    def floats(self, name: str, values: list[float]) -> str: ...
+    def act(self, kind: str, slope: float, x: str, name: str) -> str: ...
+    def keep_flat(self, y: str) -> None: ...
+
+
 Args = Mapping[str, Any]
 Draw = Callable[..., "torch.Tensor"]  # draw(part, *shape): seeded standard-normal weights
 Weights = Mapping[str, "torch.Tensor"]
@@ -95,6 +110,9 @@ class OpDef:
         run: the reference interpreter: ``run(op, x, weights)`` on an (N, C, H, W) batch,
             eager torch, written apart from ``fx`` so that their agreement is evidence.
         label: a short diagram label; None uses the op's .smash text.
+        onnx: appends the op to an ONNX graph: ``onnx(emitter, op, x, cin, name)`` -> its
+            value's name, reading the weights the fx lowering gave submodule ``name`` (or
+            ``name_<key>``); None: the op has no ONNX lowering (``--emit onnx`` says so).
         selector: for a payload class shared by several entries, ``(field, value)``: the
             payload field whose value picks this entry (``Act.kind == "relu"``).
         example: an op sequence using the op, valid after a conv to 8 channels on a 9x9 map;
@@ -113,6 +131,7 @@ class OpDef:
     weights: Callable[[Any, int, Draw], dict[str, torch.Tensor]]
     run: Callable[[Any, torch.Tensor, Weights], torch.Tensor]
     label: Callable[[Any], str] | None = None
+    onnx: Callable[[OnnxEmitter, Any, str, int, str], str] | None = None
     selector: tuple[str, object] | None = None
     example: str = ""
 

@@ -18,6 +18,7 @@ from smashc.ops.registry import (
     Args,
     Draw,
     Emitter,
+    OnnxEmitter,
     OpDef,
     Param,
     Weights,
@@ -111,6 +112,31 @@ def lower_fx(e: Emitter, op: arch.SmashOp, x, cin: int, name: str):
     return e.grid(op, b, name, conv)
 
 
+def lower_onnx(e: OnnxEmitter, op: arch.SmashOp, x: str, cin: int, name: str) -> str:
+    """The fx lowering's graph: bottleneck conv, ReLU, each chain's activations and convs."""
+    b = e.node("Conv", [x, e.param(f"{name}_w1x1", "weight")], f"{name}_w1x1", kernel_shape=[1, 1])
+    b = e.node("Relu", [b], f"{name}_bottleneck")
+    total = None
+    for chain in op.paths():
+        y = b
+        for pos, c in chain:
+            if not (c.act == "relu" and pos in (0, 2)):  # the bottleneck is already ReLU'd
+                y = e.act(c.act, 0.01, y, f"{name}_c{pos}_{c.act}")
+            ph, pw = arch.same_padding(c.kernel, c.dilation)
+            y = e.node(
+                "Conv",
+                [y, e.param(f"{name}_c{pos}", "weight")],
+                f"{name}_c{pos}",
+                kernel_shape=list(c.kernel),
+                pads=[ph, pw, ph, pw],
+                dilations=list(c.dilation),
+                group=c.groups,
+            )
+        total = y if total is None else e.node("Add", [total, y], f"{name}_sum{pos}")
+    assert total is not None, "a smash op has at least c0"
+    return total
+
+
 def weights(op: arch.SmashOp, cin: int, draw: Draw) -> dict:
     w = {"w1x1": draw("w1x1", op.bottleneck, cin, 1, 1) / cin**0.5}
     for pos, c in enumerate(op.convs):
@@ -165,6 +191,7 @@ SMASH = register(
         shape=shape,
         cost=cost,
         fx=lower_fx,
+        onnx=lower_onnx,
         weights=weights,
         run=run,
         label=label,
