@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from smashc.diagnostics import COMMAND_LINE, SmashError, error
-from smashc.runtime import precision, runs
+from smashc.runtime import lock, precision, runs
 from smashc.runtime.config import SearchConfig, check_config
 from smashc.runtime.data import Batches, Dataset, Subset, load, split
 from smashc.runtime.seeds import Stream, derive
@@ -88,12 +88,13 @@ def open_context(cfg: SearchConfig, resumed: Path | None = None) -> RunContext:
 
 def open_run(cfg: SearchConfig, out: Path, resume: bool) -> RunContext:
     """``open_context`` plus the run's folder ``out``, created, with the resolved config in
-    ``config.json``. Resuming, only a folder whose run had these settings
-    (``runs.check_resumable``)."""
+    ``config.json``, held by this run alone (``lock.hold``). Resuming, only a folder whose
+    run had these settings (``runs.check_resumable``)."""
     ctx = open_context(cfg, out if resume else None)
     if resume:
         runs.check_resumable(out, ctx.cfg.to_json())
     out.mkdir(parents=True, exist_ok=True)
+    lock.hold(out)
     (out / "config.json").write_text(
         json.dumps(ctx.cfg.to_json(), indent=2) + "\n", encoding="utf-8"
     )

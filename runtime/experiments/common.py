@@ -15,7 +15,7 @@ import torch
 from scipy.stats import ConstantInputWarning
 
 from smashc.diagnostics import COMMAND_LINE, SmashError, Span, error
-from smashc.runtime import runs
+from smashc.runtime import lock, runs
 from smashc.runtime.config import SearchConfig, SmashTraining, check_config
 from smashc.runtime.context import RunContext, open_context
 from smashc.runtime.hypernet import HyperNetConfig
@@ -56,8 +56,10 @@ def fail(code: str, message: str, where: str | Path | None = None) -> SmashError
 
 def start(out: Path, config: dict) -> None:
     """Creates ``out`` and writes ``config.json``; refuses a folder holding an experiment
-    with other settings (its results would be reused as if they were this one's)."""
+    with other settings (its results would be reused as if they were this one's) and one
+    another run is writing into (``lock.hold``)."""
     out.mkdir(parents=True, exist_ok=True)
+    lock.hold(out)
     path = out / "config.json"
     new = runs.as_json(config)
     if path.exists():
