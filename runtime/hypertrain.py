@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from smashc.compiler import Network
-from smashc.runtime import loop, runs
+from smashc.runtime import checkpoints, loop, runs
 from smashc.runtime.config import SmashTraining
 from smashc.runtime.context import RunContext
 from smashc.runtime.oneshot import Compiled, OneShot
@@ -108,7 +108,9 @@ class _HyperNetTraining:
     def plan(self) -> loop.Plan:
         t = self.ctx.cfg.train
         lr = f"train.lr, now {t.lr:g}"
-        return loop.Plan(t.epochs, self.per_epoch, "smash", "step", "the HyperNet training", lr)
+        fp = checkpoints.fingerprint(self.ctx.cfg, checkpoints.HYPERNET_SETTINGS)
+        what = "the HyperNet training"
+        return loop.Plan(t.epochs, self.per_epoch, "smash", "step", what, lr, fp)
 
     def state(self) -> dict:
         return {

@@ -24,7 +24,7 @@ from typing import Any, Protocol
 import torch
 import torch.nn.functional as F  # noqa: N812
 
-from smashc.runtime import precision, progress, runs
+from smashc.runtime import checkpoints, precision, progress, runs
 
 
 @dataclass(frozen=True)
@@ -37,6 +37,7 @@ class Plan:
     unit: str  # what a step is called: "step", "batch"
     what: str  # the training, in messages: "the HyperNet training"
     lr_setting: str  # how to lower its learning rate, for E0708: "train.lr, now 0.001"
+    fingerprint: str = ""  # of the settings its checkpoint depends on (checkpoints.fingerprint)
 
 
 class Training(Protocol):
@@ -87,14 +88,15 @@ def run(plan: Plan, training: Training, checkpoint: Path, resume: bool, device) 
     (E0708) when the loss diverges."""
     epoch0 = step0 = 0
     resumed = resume and checkpoint.exists()
-    if resumed:
-        state = runs.load_checkpoint(checkpoint, device)
-        training.restore(state)
-        epoch0, step0 = state["epoch"], state["step"]
+    if resumed:  # only a checkpoint of this training, as it was saved (checkpoints.load)
+        state = checkpoints.load(checkpoint, device, plan.fingerprint)
+        epoch0, step0 = checkpoints.position(state, checkpoint, plan.epochs, plan.steps)
+        checkpoints.restore(training, state, checkpoint)
     training.start(epoch0, step0, resumed)
 
     def save(epoch: int, step: int) -> None:
-        runs.atomic_save({**training.state(), "epoch": epoch, "step": step}, checkpoint)
+        state = {**training.state(), "epoch": epoch, "step": step}
+        checkpoints.save(state, checkpoint, plan.fingerprint)
 
     stop = runs.StopFlag().install()
     try:
