@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from smashc.runtime import artifacts, plots, progress, runs, strategies
+from smashc.runtime import artifacts, plots, progress, records, runs, strategies
 from smashc.runtime.config import SearchConfig
 from smashc.runtime.context import RunContext, open_run
 from smashc.runtime.final import train_final
@@ -34,6 +34,8 @@ def run_strategies(ctx: RunContext, scorer: Scorer, log: ScoreLog) -> list[Score
             if rec is None:
                 rec = scorer.score(index, strategy.name, arch)
                 log.add(rec)
+            else:
+                records.check_reuse(log, index, strategy.name, arch)
             history.append(rec)
             best = min(best, rec.error)
             bar.set_postfix(best_error=f"{best:.3f}", refresh=False)
