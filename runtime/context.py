@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from smashc.diagnostics import COMMAND_LINE, SmashError, error
-from smashc.runtime import lock, precision, runs
+from smashc.runtime import fits, lock, precision, runs
 from smashc.runtime.config import SearchConfig, check_config
 from smashc.runtime.data import Batches, Dataset, Subset, load, split
 from smashc.runtime.seeds import Stream, derive
@@ -74,23 +74,28 @@ def run_precision(name: str, device: torch.device, resumed: Path | None = None) 
     return precision.resolve(name, device)
 
 
-def open_context(cfg: SearchConfig, resumed: Path | None = None) -> RunContext:
+def open_context(
+    cfg: SearchConfig, resumed: Path | None = None, searches: bool = True
+) -> RunContext:
     """The context of a run of ``cfg``: settings checked, device and precision resolved
-    (``auto`` precision as the run in ``resumed`` recorded it), data loaded and split."""
+    (``auto`` precision as the run in ``resumed`` recorded it), data loaded and split, the
+    settings checked against the data (``fits.check_run``; the search space's too when the
+    run ``searches``)."""
     check_config(cfg)
     device = resolve_device(cfg.device)
     cfg = replace(cfg, precision=run_precision(cfg.precision, device, resumed))
     ds = load(cfg.dataset, cfg.data_dir)
     cfg = replace(cfg, space=replace(cfg.space, input=ds.shape, classes=ds.classes))
     train, val = split(ds, cfg.val_size, cfg.seed)
+    fits.check_run(cfg, ds, train, searches)
     return RunContext(cfg, device, ds, train, val)
 
 
-def open_run(cfg: SearchConfig, out: Path, resume: bool) -> RunContext:
+def open_run(cfg: SearchConfig, out: Path, resume: bool, searches: bool = True) -> RunContext:
     """``open_context`` plus the run's folder ``out``, created, with the resolved config in
     ``config.json``, held by this run alone (``lock.hold``). Resuming, only a folder whose
     run had these settings (``runs.check_resumable``)."""
-    ctx = open_context(cfg, out if resume else None)
+    ctx = open_context(cfg, out if resume else None, searches)
     if resume:
         runs.check_resumable(out, ctx.cfg.to_json())
     out.mkdir(parents=True, exist_ok=True)
