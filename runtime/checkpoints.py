@@ -174,6 +174,9 @@ def restore(training, state: dict, path: Path) -> None:
     try:
         training.restore(state)
     except (KeyError, TypeError, ValueError, RuntimeError, IndexError) as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        lines = [line.strip() for line in str(exc).strip().splitlines()] or [type(exc).__name__]
+        # load_state_dict says "Error(s) in loading state_dict for ...:", then what it found
+        first = lines[1] if len(lines) > 1 and lines[0].startswith("Error(s)") else lines[0]
+        first = first.rstrip(".") if len(first) <= 200 else first[:200] + "..."
         msg = f"this checkpoint does not fit this training ({first}); delete it to start over"
         raise _refuse(path, msg, "E0707") from None
