@@ -43,7 +43,7 @@ examples: setup  ## check, compile, report and draw every bundled example into o
 test: setup  ## run the test suite (slow/gpu/train tests are skipped), one process per core
 	$(BIN)/python -m pytest -q -n auto --dist loadfile
 
-bench: setup  ## benchmark table: compile throughput, SMASH step and scoring (fp32, bf16, the reference re-enacted), ResNet-20 (~10 min)
+bench: setup  ## benchmark table: compile throughput, SMASH step and scoring (fp32, bf16, the reference re-enacted), ResNet-20, ranking quality (~15 min)
 	$(BIN)/python bench/run.py
 
 lint: setup  ## ruff lint and format check

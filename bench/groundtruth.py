@@ -90,11 +90,11 @@ def arguments(argv: list[str] | None) -> argparse.Namespace:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     ap.add_argument("--archs", type=int, default=None, help="architectures N: 48, pilot 12")
-    ap.add_argument("--epochs", type=int, default=10, help="epochs of each training: %(default)s")
+    ap.add_argument("--epochs", type=int, default=6, help="epochs of each training: %(default)s")
     ap.add_argument(
         "--train-images",
         type=int,
-        default=demo.final.train_images,
+        default=20000,
         help="training images each training sees: %(default)s",
     )
     ap.add_argument("--seeds", type=int, default=2, help="trainings of each architecture: 2")
@@ -148,7 +148,8 @@ def open_set(args: argparse.Namespace) -> tuple[RunContext, dict]:
         "val_images": len(ctx.val),
         "test_images": len(ctx.data.test),
         "precision": ctx.precision,
-        "final": asdict(ctx.cfg.final),
+        # the training's settings (what a search trains beside its winner is not one)
+        "final": {k: v for k, v in asdict(ctx.cfg.final).items() if k != "baselines"},
         "train_seeds": [derive(args.seed, Stream.GROUNDTRUTH_TRAIN, k) for k in range(args.seeds)],
     }
     return ctx, runs.as_json(recipe)
@@ -239,28 +240,37 @@ def report(records: list[dict], name: str) -> dict:
     if len(runs_of[0]) < 2:
         print("noise ceiling: needs two trainings of each architecture (--seeds 2)")
         return out
-    first = [r[0]["val_error"] for r in runs_of]
-    second = [r[1]["val_error"] for r in runs_of]
+    out["median_seconds"] = seconds
+    for key, label in (("val_error", "validation"), ("test_error", "test")):
+        out[key] = _spread(runs_of, key, label)
+    out["noise_ceiling"] = out["val_error"]["ceiling"]
+    return out
+
+
+def _spread(runs_of: list[list[dict]], key: str, label: str) -> dict:
+    """Prints and returns the spreads of the first two trainings' ``key`` errors and their
+    Spearman correlation (the noise ceiling), with its bootstrap interval."""
+    first = [r[0][key] for r in runs_of]
+    second = [r[1][key] for r in runs_of]
     pairs = list(zip(first, second, strict=True))
     means = [(a + b) / 2 for a, b in pairs]
     between = statistics.pstdev(means)
     noise = math.sqrt(statistics.fmean((a - b) ** 2 / 2 for a, b in pairs))
-    out.update(between=between, seed_noise=noise, median_seconds=seconds)
     # two trainings' errors e_k = a + n_k correlate as var(a) / (var(a) + var(n)), and
     # var(a) = between^2 - noise^2 / 2 (the means keep half the noise's variance)
     predicted = (between**2 - noise**2 / 2) / (between**2 + noise**2 / 2) if between else 0.0
-    out.update(predicted=predicted)
+    out = {"between": between, "seed_noise": noise, "predicted": predicted, "ceiling": None}
     print(
-        f"validation error: {min(means):.4f} to {max(means):.4f}; between architectures sd "
+        f"{label} error: {min(means):.4f} to {max(means):.4f}; between architectures sd "
         f"{between:.4f}, seed noise sd {noise:.4f} (they predict a correlation of "
         f"{predicted:+.2f})"
     )
-    if n < 3:
-        print(f"noise ceiling: needs at least 3 architectures, has {n}")
+    if len(pairs) < 3:
+        print(f"noise ceiling: needs at least 3 architectures, has {len(pairs)}")
         return out
     ceiling = correlation(first, second)
-    out["noise_ceiling"] = {"value": ceiling.value, "low": ceiling.low, "high": ceiling.high}
-    print(f"noise ceiling (Spearman, training 0 vs 1 validation error): {ceiling}")
+    out["ceiling"] = {"value": ceiling.value, "low": ceiling.low, "high": ceiling.high}
+    print(f"noise ceiling (Spearman, training 0 vs 1 {label} error): {ceiling}")
     return out
 
 

@@ -6,7 +6,8 @@ Each script prints its figures as a JSON line (``--json``); this runner adds the
 resident memory of each process and writes everything to ``--out``. The SMASH step and
 scoring run in fp32 and, where ``--precision auto`` picks it, in bf16; the reference's
 work also runs as ``bench/reference.py`` re-enacts the reference (the bar the targets
-halve), and ``bench/compile_floor.py`` gives the floor under compiling. ``--quick`` runs
+halve), and ``bench/compile_floor.py`` gives the floor under compiling, and ``bench/ranking.py`` the
+ranking quality on the committed ground truth. ``--quick`` runs
 fewer steps and images (minutes instead of about 10; for trying it out).
 """
 
@@ -64,6 +65,8 @@ def main() -> None:
     ref = ["--steps", "3", "--images", "1000"] if quick else []
     jobs.append(("reference", "reference.py", ref))
     jobs.append(("resnet20", "resnet20.py", ["--steps", "5" if quick else "20"]))
+    # ranking quality: the demo's SMASH training (--quick: 1 epoch) on the ground truth
+    jobs.append(("ranking", "ranking.py", ["--epochs", "1"] if quick else []))
     results = {}
     for name, script, extra in jobs:
         print(f"--- {script} {' '.join(extra)}", flush=True)
@@ -120,6 +123,16 @@ def table(r: dict, precisions: list[str], quick: bool) -> str:
             f"ratio {rn['ratio']:.3f}; {mem['resnet20']}",
         )
     )
+    rk = r["ranking"]["figures"]
+    for name, p in rk["predictors"].items():
+        rho = p["rho"]
+        rows.append(
+            (
+                f"ranking {rk['archs']} archs: {name} Spearman rho",
+                f"{rho['value']:+.3f}",
+                f"[{rho['low']:+.3f}, {rho['high']:+.3f}], top-10% {p['top_recall']:.2f}",
+            )
+        )
     w = max(len(a) for a, _, _ in rows)
     lines = [f"{'benchmark':<{w}}  {'figure':>12}  notes (step: sample/compile/hypernet/fwd/bwd)"]
     lines += [f"{a:<{w}}  {b:>12}  {n}" for a, b, n in rows]

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from smashc.compiler import draw, for_training, to_text
 from smashc.runtime import final, plots
+from smashc.runtime.baselines import BASELINES
 from smashc.runtime.scoring import Scored
 from smashc.runtime.strategies import STRATEGIES
 
@@ -45,6 +46,8 @@ def clear_run(out: Path) -> None:
     _remove_matching(out / "top", _TOP_FILE)
     for name in final.FILES:
         (out / "final" / name).unlink(missing_ok=True)
+        for baseline in BASELINES:
+            (out / "baselines" / baseline / name).unlink(missing_ok=True)
 
 
 def ranked(scored: list[Scored]) -> list[Scored]:

@@ -46,6 +46,18 @@ class SmashTraining:
         100, count(1), Flag("--epochs", _SMASH_TRAINED, "HyperNet training epochs", "E")
     )
     batch_size: int = setting(50, count(1))
+    # architectures per optimiser step (and per process in a distributed run), each on its
+    # own batch, their gradients averaged (runtime.metabatch)
+    meta_batch: int = setting(
+        1,
+        count(1),
+        Flag(
+            "--meta-batch",
+            _SMASH_TRAINED,
+            "HyperNet training: architectures per optimiser step (per process), K",
+            "K",
+        ),
+    )
     lr: float = setting(1e-3, positive())
     betas: tuple[float, float] = setting((0.5, 0.999), pair(number(0, 1)))
     eps: float = setting(1e-4, positive())
@@ -57,6 +69,12 @@ def _strategies(v) -> bool:
     from smashc.runtime.strategies import STRATEGIES
 
     return isinstance(v, tuple) and 0 < len(v) == len(set(v)) and set(v) <= set(STRATEGIES)
+
+
+def _baselines(v) -> bool:
+    from smashc.runtime.baselines import BASELINES
+
+    return isinstance(v, tuple) and len(v) == len(set(v)) and set(v) <= set(BASELINES)
 
 
 @dataclass(frozen=True)
@@ -123,6 +141,18 @@ class FinalTraining:
     nesterov: bool = setting(True)
     weight_decay: float = setting(1e-4, number(0))
     train_images: int | None = setting(None, optional_count(1))  # None: the whole split
+    # what a search trains beside its winner with this recipe (runtime.baselines)
+    baselines: tuple[str, ...] = setting(
+        (),
+        Rule(_baselines, "distinct baselines (random, resnet20)"),
+        Flag(
+            "--no-baselines",
+            (SEARCH,),
+            "skip the baselines trained beside the winner (final.baselines)",
+            store_true=True,
+            convert=lambda _: (),
+        ),
+    )
 
     def cross_checks(self) -> list[str]:
         if self.nesterov and self.momentum == 0:

@@ -5,7 +5,9 @@ one ``RunContext`` instead of loose arguments. ``open_context`` builds it in an 
 keeps user errors ahead of side effects: the settings are checked first (E0704, before any
 device is asked for or data read), then the device and precision are resolved, then the
 data is loaded and split; ``open_run`` also checks a folder to resume and writes the
-resolved ``config.json``.
+resolved ``config.json``. Started by ``torchrun``, ``open_context`` joins the run's
+process group once the device is known (``runtime.distributed``), and only rank 0 checks
+and writes the folder.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from pathlib import Path
 import torch
 
 from smashc.diagnostics import COMMAND_LINE, SmashError, error
-from smashc.runtime import fits, lock, precision, runs
+from smashc.runtime import distributed, fits, lock, precision, runs
 from smashc.runtime.config import SearchConfig, check_config
 from smashc.runtime.data import Batches, Dataset, Subset, load, split
 from smashc.runtime.seeds import Stream, derive
@@ -34,6 +36,7 @@ class RunContext:
     train: Subset
     val: Subset
     out: Path | None = None  # the run's folder, once open_run has made it
+    group: distributed.Group = distributed.SINGLE  # this process's place in the run
 
     @property
     def precision(self) -> str:
@@ -80,22 +83,31 @@ def open_context(
     """The context of a run of ``cfg``: settings checked, device and precision resolved
     (``auto`` precision as the run in ``resumed`` recorded it), data loaded and split, the
     settings checked against the data (``fits.check_run``; the search space's too when the
-    run ``searches``)."""
+    run ``searches``); the process group joined when ``torchrun`` started this process."""
     check_config(cfg)
-    device = resolve_device(cfg.device)
-    cfg = replace(cfg, precision=run_precision(cfg.precision, device, resumed))
+    group, device = distributed.join(resolve_device(cfg.device))
+    if cfg.final.batch_size % group.world:
+        msg = (
+            f"final.batch_size {cfg.final.batch_size} must be a multiple of the "
+            f"{group.world} processes: each trains on its 1/{group.world} of every batch"
+        )
+        raise SmashError([error("E0753", msg, COMMAND_LINE)])
+    # rank 0's, which read the resumed run's config.json (every rank computes alike)
+    cfg = replace(cfg, precision=group.broadcast(run_precision(cfg.precision, device, resumed)))
     ds = load(cfg.dataset, cfg.data_dir)
     cfg = replace(cfg, space=replace(cfg.space, input=ds.shape, classes=ds.classes))
     train, val = split(ds, cfg.val_size, cfg.seed)
     fits.check_run(cfg, ds, train, searches)
-    return RunContext(cfg, device, ds, train, val)
+    return RunContext(cfg, device, ds, train, val, group=group)
 
 
 def open_run(cfg: SearchConfig, out: Path, resume: bool, searches: bool = True) -> RunContext:
     """``open_context`` plus the run's folder ``out``, created, with the resolved config in
-    ``config.json``, held by this run alone (``lock.hold``). Resuming, only a folder whose
-    run had these settings (``runs.check_resumable``)."""
+    ``config.json``, held by this run alone (``lock.hold``; by rank 0 of a process group).
+    Resuming, only a folder whose run had these settings (``runs.check_resumable``)."""
     ctx = open_context(cfg, out if resume else None, searches)
+    if not ctx.group.main:
+        return replace(ctx, out=out)
     if resume:
         runs.check_resumable(out, ctx.cfg.to_json())
     out.mkdir(parents=True, exist_ok=True)

@@ -3,11 +3,18 @@
 It writes into its folder ``final.jsonl`` (a record per epoch), ``final.json`` (test
 metrics), ``curves.png``, ``architecture.smash`` and ``model/`` (the importable package),
 and resumes from ``checkpoint.pt`` through ``loop.run``.
+
+In a process group it is data-parallel (``DistributedDataParallel``): every rank draws
+the same batches of ``final.batch_size`` and trains on its slice of each (rows ``rank``,
+``rank + world``, ...), so the step averages the gradients of the same images one process
+would see. Each rank's BatchNorm normalises its own slice; DDP hands rank 0's running
+statistics to the others at each forward. Rank 0 writes everything.
 """
 
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import torch
@@ -76,13 +83,27 @@ def misfit(net: Network, ctx: RunContext) -> str | None:
     )
 
 
+def _slices(batches, group):
+    """``batches`` cut to this rank's rows of each."""
+    for x, y in batches:
+        yield x[group.rank :: group.world], y[group.rank :: group.world]
+
+
 class _FinalTraining:
     """The final training's part of ``loop.run``: SGD steps on free weights, and after each
-    epoch the validation loss and accuracy, logged to ``final.jsonl``."""
+    epoch the validation loss and accuracy, logged to ``final.jsonl`` (rank 0's share of
+    the training loss and accuracy, in a process group)."""
 
     def __init__(self, ctx: RunContext, model, net, out: Path, source: str) -> None:
         fc = ctx.cfg.final
         self.ctx, self.model, self.net, self.out, self.source = ctx, model, net, out, source
+        self.evaluated = net  # the network itself, not a DDP wrapper around it
+        if ctx.group.world > 1:
+            ids = [ctx.device] if ctx.device.type == "cuda" else None
+            # conv weights in channels_last (fast_module's layout) get gradients in that
+            # layout, which DDP copies into its contiguous buckets; it warns of the copy
+            warnings.filterwarnings("ignore", "Grad strides do not match bucket view strides")
+            self.net = torch.nn.parallel.DistributedDataParallel(net, device_ids=ids)
         train = ctx.train
         if fc.train_images is not None and fc.train_images < len(train):
             train = Subset(train.x[: fc.train_images], train.y[: fc.train_images])
@@ -122,6 +143,8 @@ class _FinalTraining:
         self.sums, self.history = state["sums"], state["history"]
 
     def start(self, epoch: int, step: int, resumed: bool) -> None:
+        if not self.ctx.group.main:
+            return
         if resumed and epoch >= self.ctx.cfg.final.epochs:
             print("the final training had finished: evaluating and exporting it")
         elif resumed:
@@ -136,7 +159,7 @@ class _FinalTraining:
         if first == 0:
             self.sums = [0.0, 0.0, 0]
         self.net.train()
-        return self.data.epoch(epoch, start=first)
+        return _slices(self.data.epoch(epoch, start=first), self.ctx.group)
 
     def step(self, epoch: int, step: int, batch) -> tuple[float, dict[str, str]]:
         x, y = batch
@@ -147,7 +170,7 @@ class _FinalTraining:
         return value, {"loss": f"{s[0] / s[2]:.3f}", "acc": f"{s[1] / s[2]:.3f}"}
 
     def end_epoch(self, epoch: int) -> None:
-        val_loss, val_acc = evaluate(self.net, self.val)
+        val_loss, val_acc = evaluate(self.evaluated, self.val)
         n = max(self.sums[2], 1)
         rec = {
             "epoch": epoch + 1,
@@ -157,7 +180,8 @@ class _FinalTraining:
             "val_acc": val_acc,
         }
         self.history.append(rec)
-        runs.append_jsonl(self.out / "final.jsonl", rec)
+        if self.ctx.group.main:
+            runs.append_jsonl(self.out / "final.jsonl", rec)
 
 
 def train_final(
@@ -174,8 +198,10 @@ def train_final(
     problem = misfit(net, ctx)
     if problem is not None:
         raise SmashError([error("E0704", problem, net.span)])
-    out.mkdir(parents=True, exist_ok=True)
-    if not resume:
+    main = ctx.group.main
+    if main:
+        out.mkdir(parents=True, exist_ok=True)
+    if main and not resume:
         for stale in FILES:
             (out / stale).unlink(missing_ok=True)
     torch.manual_seed(ctx.seed(Stream.FINAL_INIT))
@@ -183,7 +209,7 @@ def train_final(
     model = free_module(ir).to(ctx.device)
     fast = fast_module(model)  # trains and evaluates model's own parameters
     training = _FinalTraining(ctx, model, fast, out, source)
-    loop.run(training.plan(), training, out / "checkpoint.pt", resume, ctx.device)
+    loop.run(training.plan(), training, out / "checkpoint.pt", resume, ctx.device, ctx.group)
     test_loss, test_acc = evaluate(fast, ctx.batches(ctx.data.test, 500))
     params, macs = totals(ir)
     summary = {
@@ -195,6 +221,8 @@ def train_final(
         "epochs": ctx.cfg.final.epochs,
         "trained_in": precision.resolve(ctx.precision, ctx.device),  # evaluated in fp32
     }
+    if not main:
+        return summary
     (out / "final.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     plots.curves(training.history, out / "curves.png")
     export(model, ir, out / "model")

@@ -8,8 +8,8 @@ run never leaves a stale lock behind. A second run into a locked folder is refus
 naming the pid the holder wrote into the file.
 
 Within one process a folder already held is not taken again (an experiment opens a folder
-and its subfolders). Of the processes of one distributed job only rank 0 takes the lock:
-the others work on the run rank 0 holds.
+and its subfolders). Of the processes of one distributed job only rank 0 opens the run's
+folder (``context.open_run``), so only it takes the lock.
 """
 
 from __future__ import annotations
@@ -25,14 +25,6 @@ LOCK_NAME = ".smashc.lock"
 _held: dict[Path, int] = {}  # folder (resolved) -> the open file descriptor holding its lock
 
 
-def _rank() -> int:
-    """This process's rank in a distributed job (``RANK``, as torchrun sets it), else 0."""
-    try:
-        return int(os.environ.get("RANK", "0"))
-    except ValueError:
-        return 0
-
-
 def _holder(fd: int) -> str:
     """The pid the lock's holder wrote, as text ("unknown" if it wrote none yet)."""
     text = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
@@ -43,7 +35,7 @@ def hold(folder: Path) -> None:
     """Takes the exclusive lock on ``folder`` (an existing folder) for this process, or
     raises a SmashError (E0709) at the folder naming the pid of the run that holds it."""
     key = folder.resolve()
-    if key in _held or _rank() != 0:
+    if key in _held:
         return
     fd = os.open(folder / LOCK_NAME, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
     try:

@@ -6,7 +6,8 @@ what it does at an epoch's end and what its checkpoint holds beyond the position
 does the rest the same way for all of them:
 
 * a checkpoint after every epoch, and where Ctrl-C or SIGTERM stops it (``runs.StopFlag``,
-  checked between steps, so a checkpoint never holds a half-applied update);
+  checked between steps, so a checkpoint never holds a half-applied update), written by
+  rank 0 alone when ``torchrun`` started several processes;
 * resuming from that checkpoint at the exact step, so a resumed training ends as an
   uninterrupted one would;
 * stopping with E0708 when the loss stops being a number (``runs.diverged``);
@@ -24,7 +25,7 @@ from typing import Any, Protocol
 import torch
 import torch.nn.functional as F  # noqa: N812
 
-from smashc.runtime import checkpoints, precision, progress, runs
+from smashc.runtime import checkpoints, distributed, precision, progress, runs
 
 
 @dataclass(frozen=True)
@@ -45,7 +46,8 @@ class Training(Protocol):
         """What the checkpoint holds besides the position (model, optimiser, ...)."""
 
     def restore(self, state: dict[str, Any]) -> None:
-        """Takes back what ``state`` (a checkpoint's) holds; may refuse it (SmashError)."""
+        """Takes back what ``state`` (a checkpoint's) holds; may refuse it (SmashError), and
+        may move its ``step`` (a checkpoint of a step of another size)."""
 
     def start(self, epoch: int, step: int, resumed: bool) -> None:
         """Called once before the first step, with the position the loop starts at (after
@@ -82,21 +84,33 @@ def cosine(opt: torch.optim.Optimizer, total: int) -> torch.optim.lr_scheduler.L
     )
 
 
-def run(plan: Plan, training: Training, checkpoint: Path, resume: bool, device) -> None:
+def run(
+    plan: Plan,
+    training: Training,
+    checkpoint: Path,
+    resume: bool,
+    device,
+    group: distributed.Group = distributed.SINGLE,
+) -> None:
     """Runs ``training`` to the end of ``plan``, from ``checkpoint`` when ``resume`` and one
     exists. Raises ``runs.Interrupted`` after saving on Ctrl-C / SIGTERM and a SmashError
-    (E0708) when the loss diverges."""
+    (E0708) when the loss diverges. In a process group every rank runs it: rank 0 reads
+    the checkpoint and hands it to the others, rank 0 alone writes it, and a stop that
+    any rank was asked for stops them all at the same step."""
     epoch0 = step0 = 0
-    resumed = resume and checkpoint.exists()
+    resumed = group.broadcast(resume and group.main and checkpoint.exists())
     if resumed:  # only a checkpoint of this training, as it was saved (checkpoints.load)
-        state = checkpoints.load(checkpoint, device, plan.fingerprint)
+        where = device if group.world == 1 else "cpu"  # restore moves it to the device
+        mine = checkpoints.load(checkpoint, where, plan.fingerprint) if group.main else None
+        state = group.broadcast(mine)
         epoch0, step0 = checkpoints.position(state, checkpoint, plan.epochs, plan.steps)
         checkpoints.restore(training, state, checkpoint)
     training.start(epoch0, step0, resumed)
 
     def save(epoch: int, step: int) -> None:
-        state = {**training.state(), "epoch": epoch, "step": step}
-        checkpoints.save(state, checkpoint, plan.fingerprint)
+        if group.main:
+            state = {**training.state(), "epoch": epoch, "step": step}
+            checkpoints.save(state, checkpoint, plan.fingerprint)
 
     stop = runs.StopFlag().install()
     try:
@@ -111,7 +125,7 @@ def run(plan: Plan, training: Training, checkpoint: Path, resume: bool, device) 
             for step, batch in enumerate(training.batches(epoch, first), start=first):
                 if step >= plan.steps:
                     break
-                if stop.requested:
+                if group.any(stop.requested):
                     bar.close()
                     save(epoch, step)
                     raise runs.Interrupted

@@ -140,13 +140,14 @@ class Scorer:
 
 class ScoreLog:
     """``scores.jsonl``: the scores a run has, read back on resume and appended to as each
-    new one is known."""
+    new one is known; with ``path`` None, the scores in memory only (a rank other than 0
+    of a process group, which writes nothing)."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path | None) -> None:
         self.path = path
         self.done: dict[int, Scored] = {}
         self.lines: dict[int, int] = {}  # index -> its record's line
-        for number, rec in enumerate(runs.read_jsonl(path), start=1):
+        for number, rec in enumerate(runs.read_jsonl(path) if path else [], start=1):
             scored = Scored(**records.score_fields(rec, path, number, self.done))
             self.done[scored.index] = scored
             self.lines[scored.index] = number
@@ -155,7 +156,8 @@ class ScoreLog:
         return self.done.get(index)
 
     def add(self, rec: Scored) -> None:
-        runs.append_jsonl(self.path, rec.record())
+        if self.path is not None:
+            runs.append_jsonl(self.path, rec.record())
         self.done[rec.index] = rec
 
 

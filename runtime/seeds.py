@@ -32,6 +32,7 @@ class Stream(enum.IntEnum):
     PROXY_BATCH = 94  # the training images a zero-cost proxy is computed on
     GROUNDTRUTH_ARCH = 95  # bench/groundtruth.py: the index-th architecture (part: the index)
     GROUNDTRUTH_TRAIN = 96  # bench/groundtruth.py: the seed of each training (part: repeat)
+    BASELINE_ARCH = 99  # the architecture of a search's random baseline (runtime.baselines)
 
 
 def derive(seed: int, stream: Stream, *parts: int) -> int:

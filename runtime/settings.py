@@ -83,9 +83,10 @@ def _coerce(tp, value):
         args = typing.get_args(tp)
         if not isinstance(value, list | tuple):
             raise _Bad(wanted)
-        if len(args) == 2 and args[1] is Ellipsis:
+        variadic = len(args) == 2 and args[1] is Ellipsis  # may be empty: its rule decides
+        if variadic:
             args = (args[0],) * len(value)
-        if len(args) != len(value) or not value:
+        if len(args) != len(value) or not (value or variadic):
             raise _Bad(wanted)
         try:
             return tuple(_coerce(a, v) for a, v in zip(args, value, strict=True))

@@ -49,3 +49,25 @@ def test_sampler_reports_both_draws_side_by_side():
         assert "MACs" in r["tests"] and "bottleneck/cin" in r["tests"]
         assert set(r["costs"]) >= {"smashc", "independent draw"}
         assert r["histograms"] and all(0 <= h["smashc"] <= 1 for h in r["histograms"])
+
+
+def test_ranking_and_levers_report_every_predictor(tmp_path):
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from synthetic_truth import write_truth
+
+    truth = str(write_truth(tmp_path / "gt.jsonl", 6))
+    res = figures("ranking.py", "--preset", "smoke", "--groundtruth", truth, "--out",
+                  str(tmp_path / "ranking"))  # fmt: skip
+    assert res["archs"] == 6 and {"smash", "noise ceiling", "params", "synflow"} <= set(
+        res["predictors"]
+    )
+    assert res["predictors"]["params"]["rho"]["value"] == 1.0  # the made-up truth's order
+    res = figures("levers.py", "--preset", "smoke", "--groundtruth", truth, "--only",
+                  "demo,bn-4", "--out", str(tmp_path / "levers"))  # fmt: skip
+    assert set(res) == {"demo", "bn-4"}
+    levers = tmp_path / "levers"
+    assert (levers / "demo" / "smash" / "checkpoint.pt").is_file()
+    assert not (levers / "bn-4" / "smash").exists()  # rescored the demo variant's network
+    config = json.loads((levers / "bn-4" / "config.json").read_text(encoding="utf-8"))
+    assert config["search"]["score"]["bn_batches"] == 4
+    assert "| bn-4 | BN recalibrated on 4 batches |" in (levers / "table.md").read_text()

@@ -76,20 +76,23 @@ def test_groundtruth_records_resumes_and_reports(tmp_path, capsys, monkeypatch):
     assert gt.main(three) == 0
     summary = _summary(capsys)
     assert (summary["archs"], summary["diverged"], summary["noise_ceiling"]) == (3, 1, None)
-    assert summary["between"] == before["between"]  # the report leaves the diverged one out
+    # the report leaves the diverged one out
+    assert summary["val_error"]["between"] == before["val_error"]["between"]
     lost = [(r["diverged"], r["val_error"], r["test_error"]) for r in read_jsonl(out)[2]["runs"]]
     assert lost == [(True, None, None)] * 2
 
     # the report: Spearman between the first two trainings' validation errors
     first = [0.10, 0.12, 0.15, 0.11, 0.20, 0.13, 0.17, 0.09]
     second = [0.11, 0.14, 0.13, 0.12, 0.19, 0.15, 0.16, 0.10]
+    test = [0.12, 0.10, 0.11, 0.13, 0.18, 0.14, 0.15, 0.16]  # the second training's test error
     fake = tmp_path / "fake.jsonl"
     fake.write_text(
         "".join(
             json.dumps({**records[0], "index": i, "runs": [
-                {**records[0]["runs"][0], "val_error": a}, {**records[0]["runs"][1], "val_error": b}
+                {**records[0]["runs"][0], "val_error": a, "test_error": b},
+                {**records[0]["runs"][1], "val_error": b, "test_error": c},
             ]}) + "\n"
-            for i, (a, b) in enumerate(zip(first, second, strict=True))
+            for i, (a, b, c) in enumerate(zip(first, second, test, strict=True))
         ),
         encoding="utf-8",
     )  # fmt: skip
@@ -98,4 +101,7 @@ def test_groundtruth_records_resumes_and_reports(tmp_path, capsys, monkeypatch):
     assert summary["archs"] == 8
     expected = stats.spearmanr(first, second).statistic
     assert summary["noise_ceiling"]["value"] == pytest.approx(expected)
+    assert summary["val_error"]["ceiling"] == summary["noise_ceiling"]
+    expected = stats.spearmanr(second, test).statistic  # the trainings' test errors
+    assert summary["test_error"]["ceiling"]["value"] == pytest.approx(expected)
     assert summary["noise_ceiling"]["low"] <= summary["noise_ceiling"]["high"]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import torch
 
@@ -72,8 +72,12 @@ class Batches:
         """How many examples one epoch yields (fewer than the subset with ``drop_last``)."""
         return min(len(self.data), len(self) * self.batch_size)
 
-    def epoch(self, e: int, start: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """The batches of epoch ``e`` (>= 0) from batch ``start`` (0 <= start <= len) on."""
+    def epoch(
+        self, e: int, start: int = 0, keep: Callable[[int], bool] | None = None
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """The batches of epoch ``e`` (>= 0) from batch ``start`` (0 <= start <= len) on;
+        with ``keep``, only the batches whose index it accepts (the others are not built:
+        a process of a distributed run takes its share of the same epoch)."""
         if e < 0:
             raise ValueError(f"epoch must be >= 0, got {e}")
         if not 0 <= start <= len(self):
@@ -86,7 +90,7 @@ class Batches:
             offsets = torch.randint(0, 2 * self.pad + 1, (n, 2), generator=gen)
             if self.ds.flip:
                 flips = torch.rand(n, generator=gen) < 0.5
-        return self._iterate(order, offsets, flips, start)
+        return self._iterate(order, offsets, flips, start, keep)
 
     def _iterate(
         self,
@@ -94,9 +98,12 @@ class Batches:
         offsets: torch.Tensor | None,
         flips: torch.Tensor | None,
         start: int,
+        keep: Callable[[int], bool] | None = None,
     ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         b = self.batch_size
         for i in range(start, len(self)):
+            if keep is not None and not keep(i):
+                continue
             pos = slice(i * b, min((i + 1) * b, len(order)))
             idx = order[pos]
             x = self.data.x[idx]

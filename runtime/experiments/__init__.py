@@ -4,7 +4,9 @@ registry, from which ``smashc experiment`` builds its subcommands.
 * ``correlation`` / ``low-budget``: SMASH score against the true error of normally
   trained architectures (``correlation.py``);
 * ``corrupt``: scores with corrupted encodings c (``corrupt.py``);
-* ``arch-grad``: single-op changes proposed by dE/dc against random ones (``archgrad.py``).
+* ``arch-grad``: single-op changes proposed by dE/dc against random ones (``archgrad.py``);
+* ``ranking``: SMASH score and zero-cost proxies against a ground-truth set of trained
+  architectures (``ranking.py``).
 
 Every experiment writes its resolved config and resumes where it stopped when run again
 into the same folder: the SMASH checkpoint, every score and every trained architecture's
@@ -40,7 +42,7 @@ def register(name: str, help: str, presets: dict, run, show) -> Experiment:
 
 
 from smashc.runtime.config import check_config as check  # noqa: E402
-from smashc.runtime.experiments import archgrad, correlation, corrupt  # noqa: E402, F401
+from smashc.runtime.experiments import archgrad, correlation, corrupt, ranking  # noqa: E402, F401
 
 # the experiments' configs and presets, by the names callers know them by
 from smashc.runtime.experiments.archgrad import ARCH_GRAD, ArchGradConfig  # noqa: E402
@@ -50,6 +52,7 @@ from smashc.runtime.experiments.correlation import (  # noqa: E402
     CorrelationConfig,
 )
 from smashc.runtime.experiments.corrupt import CORRUPT, CorruptConfig  # noqa: E402
+from smashc.runtime.experiments.ranking import RANKING, RankingConfig  # noqa: E402
 
 __all__ = [
     "ARCH_GRAD",
@@ -57,10 +60,12 @@ __all__ = [
     "CORRUPT",
     "EXPERIMENTS",
     "LOW_BUDGET",
+    "RANKING",
     "ArchGradConfig",
     "CorrelationConfig",
     "CorruptConfig",
     "Experiment",
+    "RankingConfig",
     "check",
     "register",
 ]

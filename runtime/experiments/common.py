@@ -35,7 +35,7 @@ CHECKPOINT_FLAG = Flag(
     "a trained SMASH network (smashc search's OUT/checkpoint.pt) instead of training one",
     "PATH",
 )
-IGNORED = ("jobs", "knobs")  # settings that do not change any result
+IGNORED = ("jobs", "knobs", "heldout", "groundtruth", "truth")  # change no kept result
 
 
 def preset(name: str, **score) -> SearchConfig:

@@ -25,6 +25,9 @@ from smashc.runtime.scoring import Scored
 class Strategy(Protocol):
     name: str  # its key in score.strategies, and the "source" of the scores it proposes
     label: str  # its progress bar's
+    # optional ``independent = True``: no proposal reads the scores of the ones before it,
+    # so a process group scores them several at a time (one per rank); without it, rank 0
+    # scores each and its score is in ``history`` before the next is proposed
 
     def budget(self, cfg: SearchConfig) -> int:
         """How many architectures it proposes at most."""

@@ -18,6 +18,7 @@ def sampled(ctx, index: int):
 class RandomSampling:
     name = "sample"
     label = "scoring"
+    independent = True  # no proposal depends on another's score: ranks score them at once
 
     def budget(self, cfg) -> int:
         return cfg.score.archs

@@ -40,6 +40,8 @@ def overrides(pairs: Sequence[str]) -> dict[str, int]:
 
 
 def report(exc: SmashError) -> int:
-    """Prints ``exc``'s diagnostics; the exit status of a user error."""
-    print(exc.render(), file=sys.stderr)
+    """Prints ``exc``'s diagnostics (in one write: the processes of a process group share a
+    terminal); the exit status of a user error."""
+    sys.stderr.write(exc.render() + "\n")
+    sys.stderr.flush()
     return 1

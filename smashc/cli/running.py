@@ -5,7 +5,10 @@ then each ``--set``."""
 from __future__ import annotations
 
 import argparse
+import contextlib
+import functools
 import json
+import os
 import shlex
 import sys
 from pathlib import Path
@@ -50,6 +53,59 @@ def _interrupted(argv: list[str]) -> int:
     return 130
 
 
+def _without_nproc(argv: list[str]) -> list[str]:
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a == "--nproc":
+            skip = True
+        elif not a.startswith("--nproc="):
+            out.append(a)
+    return out
+
+
+def _launch(nproc: int, argv: list[str]) -> int:
+    """``torch.distributed.run --standalone --nproc-per-node nproc -m smashc ARGV``, in this
+    process; 1 when a process failed (each prints its own error)."""
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.run import get_args_parser, run
+
+    launch = ["--standalone", f"--nproc-per-node={nproc}", "--module", "smashc", *argv]
+    try:
+        run(get_args_parser().parse_args(launch))
+    except ChildFailedError:
+        return 1
+    return 0
+
+
+def _in_group(cmd):
+    """A run command as one process of a process group: ``--nproc N`` (above 1) starts N of
+    them on this machine through ``torch.distributed.run`` and waits for them; a process
+    ``torchrun`` started leaves its group at the end, and prints nothing on stdout unless
+    it is rank 0 (the group's output is rank 0's)."""
+
+    @functools.wraps(cmd)
+    def run(args: argparse.Namespace) -> int:
+        from smashc.runtime import distributed
+
+        if args.nproc < 1:
+            msg = f"--nproc must be at least 1, got {args.nproc}"
+            return report(SmashError([error("E0704", msg, Span("<command line>", 1, 1, 1, 1))]))
+        if args.nproc > 1 and not distributed.requested():
+            return _launch(args.nproc, _without_nproc(args.argv))
+        quiet = os.environ.get("RANK", "0") != "0"
+        try:
+            with open(os.devnull, "w") if quiet else contextlib.nullcontext(sys.stdout) as out:
+                with contextlib.redirect_stdout(out):
+                    return cmd(args)
+        finally:
+            distributed.leave()
+
+    return run
+
+
+@_in_group
 def cmd_search(args: argparse.Namespace) -> int:
     from smashc.runtime import alloc, runs, search
     from smashc.runtime.presets import PRESETS
@@ -64,6 +120,8 @@ def cmd_search(args: argparse.Namespace) -> int:
         return report(exc)
     except runs.Interrupted:
         return _interrupted(args.argv)
+    if not summary:  # a rank other than 0 of a process group
+        return 0
     print(f"ranking:            {summary['ranking']}")
     err = summary["best_smash_error"]
     print(f"best architecture:  {summary['best_smash']} (SMASH error {err:.3f})")
@@ -75,6 +133,11 @@ def cmd_search(args: argparse.Namespace) -> int:
         print(
             f"final test accuracy: {summary['final_test_accuracy']:.4f} "
             f"(model, curves, metrics in {summary['final_dir']})"
+        )
+    for name, b in summary.get("baselines", {}).items():
+        print(
+            f"  baseline {name + ':':<10} {b['test_accuracy']:.4f} test accuracy, same recipe "
+            f"({b['params']:,} parameters; {b['dir']})"
         )
     return 0
 
@@ -88,6 +151,7 @@ def _header_span(program, which: str, file: str) -> Span:
     return next((st.span for st in net.body if isinstance(st, kind)), net.span)
 
 
+@_in_group
 def cmd_train(args: argparse.Namespace) -> int:
     from smashc.compiler import network_of
     from smashc.runtime import alloc, runs
@@ -119,14 +183,22 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+@_in_group
 def cmd_experiment(args: argparse.Namespace) -> int:
-    from smashc.runtime import alloc, runs
+    from smashc.runtime import alloc, distributed, runs
     from smashc.runtime.experiments import EXPERIMENTS
 
     alloc.tune_process()
     experiment = EXPERIMENTS[args.experiment]
     out = Path(args.out or f"runs/{args.experiment}")
     try:
+        if distributed.requested():
+            msg = (
+                "smashc experiment runs in one process: start it without torchrun or "
+                "--nproc (its HyperNet training can be a distributed smashc search, "
+                "passed with --checkpoint)"
+            )
+            raise SmashError([error("E0754", msg, Span("<command line>", 1, 1, 1, 1))])
         cfg = _settings(experiment.presets, args)
         if args.print_config:
             return _print_config(cfg)
@@ -162,6 +234,14 @@ def _run_options(presets: dict) -> ArgumentParser:
         metavar="KEY=VALUE",
         help="change any setting, after the other flags (repeatable): --set final.momentum=0.8 "
         "--set space.max_kernel=5; the keys are those of config.json (docs/search.md)",
+    )
+    run.add_argument(
+        "--nproc",
+        type=int,
+        default=1,
+        metavar="N",
+        help="run as N processes on this machine (torch.distributed.run --standalone; "
+        "docs/distributed.md); torchrun starts them on several machines",
     )
     run.add_argument(
         "--print-config",
