@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from smashc.diagnostics import COMMAND_LINE, SmashError, error
-from smashc.runtime import distributed, precision, runs
+from smashc.runtime import distributed, fits, lock, precision, runs
 from smashc.runtime.config import SearchConfig, check_config
 from smashc.runtime.data import Batches, Dataset, Subset, load, split
 from smashc.runtime.seeds import Stream, derive
@@ -77,10 +77,13 @@ def run_precision(name: str, device: torch.device, resumed: Path | None = None) 
     return precision.resolve(name, device)
 
 
-def open_context(cfg: SearchConfig, resumed: Path | None = None) -> RunContext:
+def open_context(
+    cfg: SearchConfig, resumed: Path | None = None, searches: bool = True
+) -> RunContext:
     """The context of a run of ``cfg``: settings checked, device and precision resolved
-    (``auto`` precision as the run in ``resumed`` recorded it), data loaded and split; the
-    process group joined when ``torchrun`` started this process."""
+    (``auto`` precision as the run in ``resumed`` recorded it), data loaded and split, the
+    settings checked against the data (``fits.check_run``; the search space's too when the
+    run ``searches``); the process group joined when ``torchrun`` started this process."""
     check_config(cfg)
     group, device = distributed.join(resolve_device(cfg.device))
     if cfg.final.batch_size % group.world:
@@ -94,19 +97,21 @@ def open_context(cfg: SearchConfig, resumed: Path | None = None) -> RunContext:
     ds = load(cfg.dataset, cfg.data_dir)
     cfg = replace(cfg, space=replace(cfg.space, input=ds.shape, classes=ds.classes))
     train, val = split(ds, cfg.val_size, cfg.seed)
+    fits.check_run(cfg, ds, train, searches)
     return RunContext(cfg, device, ds, train, val, group=group)
 
 
-def open_run(cfg: SearchConfig, out: Path, resume: bool) -> RunContext:
+def open_run(cfg: SearchConfig, out: Path, resume: bool, searches: bool = True) -> RunContext:
     """``open_context`` plus the run's folder ``out``, created, with the resolved config in
-    ``config.json``. Resuming, only a folder whose run had these settings
-    (``runs.check_resumable``)."""
-    ctx = open_context(cfg, out if resume else None)
+    ``config.json``, held by this run alone (``lock.hold``; by rank 0 of a process group).
+    Resuming, only a folder whose run had these settings (``runs.check_resumable``)."""
+    ctx = open_context(cfg, out if resume else None, searches)
     if not ctx.group.main:
         return replace(ctx, out=out)
     if resume:
         runs.check_resumable(out, ctx.cfg.to_json())
     out.mkdir(parents=True, exist_ok=True)
+    lock.hold(out)
     (out / "config.json").write_text(
         json.dumps(ctx.cfg.to_json(), indent=2) + "\n", encoding="utf-8"
     )

@@ -32,7 +32,7 @@ from smashc.compiler import (
     totals,
 )
 from smashc.diagnostics import SmashError, Span, error
-from smashc.runtime import loop, plots, precision, runs
+from smashc.runtime import checkpoints, loop, plots, precision, runs
 from smashc.runtime.config import FinalTraining
 from smashc.runtime.context import RunContext
 from smashc.runtime.data import Subset
@@ -130,7 +130,8 @@ class _FinalTraining:
     def plan(self) -> loop.Plan:
         fc = self.ctx.cfg.final
         lr = f"--lr, final.lr, now {fc.lr:g}"
-        return loop.Plan(fc.epochs, len(self.data), "final", "batch", "the final training", lr)
+        fp = checkpoints.fingerprint(self.ctx.cfg, checkpoints.FINAL_SETTINGS)
+        return loop.Plan(fc.epochs, len(self.data), "final", "batch", "the final training", lr, fp)
 
     def state(self) -> dict:
         return {

@@ -23,7 +23,7 @@ import torch
 
 from smashc.compiler import Network
 from smashc.diagnostics import COMMAND_LINE, SmashError, error
-from smashc.runtime import loop, metabatch, runs
+from smashc.runtime import checkpoints, loop, metabatch, runs
 from smashc.runtime.config import SmashTraining
 from smashc.runtime.context import RunContext
 from smashc.runtime.oneshot import Compiled, OneShot
@@ -149,7 +149,9 @@ class _HyperNetTraining:
     def plan(self) -> loop.Plan:
         t = self.ctx.cfg.train
         lr = f"train.lr, now {t.lr:g}"
-        return loop.Plan(t.epochs, self.per_epoch, "smash", "step", "the HyperNet training", lr)
+        fp = checkpoints.fingerprint(self.ctx.cfg, checkpoints.HYPERNET_SETTINGS)
+        what = "the HyperNet training"
+        return loop.Plan(t.epochs, self.per_epoch, "smash", "step", what, lr, fp)
 
     def state(self) -> dict:
         return {

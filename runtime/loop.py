@@ -25,7 +25,7 @@ from typing import Any, Protocol
 import torch
 import torch.nn.functional as F  # noqa: N812
 
-from smashc.runtime import distributed, precision, progress, runs
+from smashc.runtime import checkpoints, distributed, precision, progress, runs
 
 
 @dataclass(frozen=True)
@@ -38,6 +38,7 @@ class Plan:
     unit: str  # what a step is called: "step", "batch"
     what: str  # the training, in messages: "the HyperNet training"
     lr_setting: str  # how to lower its learning rate, for E0708: "train.lr, now 0.001"
+    fingerprint: str = ""  # of the settings its checkpoint depends on (checkpoints.fingerprint)
 
 
 class Training(Protocol):
@@ -98,16 +99,18 @@ def run(
     any rank was asked for stops them all at the same step."""
     epoch0 = step0 = 0
     resumed = group.broadcast(resume and group.main and checkpoint.exists())
-    if resumed:
+    if resumed:  # only a checkpoint of this training, as it was saved (checkpoints.load)
         where = device if group.world == 1 else "cpu"  # restore moves it to the device
-        state = group.broadcast(runs.load_checkpoint(checkpoint, where) if group.main else None)
-        training.restore(state)
-        epoch0, step0 = state["epoch"], state["step"]
+        mine = checkpoints.load(checkpoint, where, plan.fingerprint) if group.main else None
+        state = group.broadcast(mine)
+        epoch0, step0 = checkpoints.position(state, checkpoint, plan.epochs, plan.steps)
+        checkpoints.restore(training, state, checkpoint)
     training.start(epoch0, step0, resumed)
 
     def save(epoch: int, step: int) -> None:
         if group.main:
-            runs.atomic_save({**training.state(), "epoch": epoch, "step": step}, checkpoint)
+            state = {**training.state(), "epoch": epoch, "step": step}
+            checkpoints.save(state, checkpoint, plan.fingerprint)
 
     stop = runs.StopFlag().install()
     try:

@@ -1,6 +1,6 @@
-"""A run's folder and its life: logs and checkpoints written so that a killed run loses at
-most the step it was in, resuming only what the same settings started, and stopping on
-Ctrl-C or divergence with the run's work saved.
+"""A run's folder and its life: logs written so that a killed run loses at most the step it
+was in (its checkpoints are ``runtime.checkpoints``'), resuming only what the same settings
+started, and stopping on Ctrl-C or divergence with the run's work saved.
 
 Shared by ``smashc search``, ``smashc train`` and ``smashc experiment``. Problems with a
 folder are E0707 (resuming) and E0708 (a diverged training), located at the file.
@@ -9,12 +9,9 @@ folder are E0707 (resuming) and E0708 (a diverged training), located at the file
 from __future__ import annotations
 
 import json
-import os
 import signal
 import threading
 from pathlib import Path
-
-import torch
 
 from smashc.diagnostics import COMMAND_LINE, SmashError, Span, error
 
@@ -62,14 +59,6 @@ class StopFlag:
         self.requested = True
 
 
-def atomic_save(obj, path: Path) -> None:
-    """``torch.save`` through a temporary file and a rename: a kill leaves the old file or
-    the new one, never half of one."""
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
 def append_jsonl(path: Path, record: dict) -> None:
     """One JSON record per line, appended as soon as it is known (``read_jsonl`` reads them
     back)."""
@@ -106,20 +95,6 @@ def read_jsonl(path: Path) -> list[dict]:
     if torn:
         path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
     return records
-
-
-def load_checkpoint(path: Path, device) -> dict:
-    """``torch.load`` of a checkpoint this module wrote; a SmashError (E0707) if it cannot be
-    read."""
-    try:
-        state = torch.load(path, map_location=device, weights_only=True)
-    except Exception as exc:  # any failure to read it means the same to the user
-        # torch's messages run to several sentences of advice; the first says what failed
-        first = str(exc).split(". ")[0].splitlines()[0] if str(exc) else type(exc).__name__
-        raise damaged(path, 1, f"cannot read this checkpoint ({first})") from None
-    if not isinstance(state, dict):
-        raise damaged(path, 1, "not a checkpoint of this run")
-    return state
 
 
 def config_differences(old, new, at: str = "") -> list[str]:

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import torch
 
-from smashc.compiler import Network, from_text, to_text, totals
-from smashc.runtime import precision, runs
+from smashc.compiler import Network, to_text, totals
+from smashc.runtime import precision, records, runs
 from smashc.runtime.context import RunContext
 from smashc.runtime.data import Batches, Subset
 from smashc.runtime.oneshot import Compiled, OneShot
@@ -146,13 +146,11 @@ class ScoreLog:
     def __init__(self, path: Path | None) -> None:
         self.path = path
         self.done: dict[int, Scored] = {}
+        self.lines: dict[int, int] = {}  # index -> its record's line
         for number, rec in enumerate(runs.read_jsonl(path) if path else [], start=1):
-            try:
-                text = rec.pop("text")
-                arch = from_text(text, f"{path}:{number}")
-                self.done[rec["index"]] = Scored(**rec, arch=arch)
-            except (KeyError, TypeError):
-                raise runs.damaged(path, number, "not a score record") from None
+            scored = Scored(**records.score_fields(rec, path, number, self.done))
+            self.done[scored.index] = scored
+            self.lines[scored.index] = number
 
     def get(self, index: int) -> Scored | None:
         return self.done.get(index)
@@ -172,5 +170,7 @@ def score_indices(scorer: Scorer, log: ScoreLog, indices, arch_of, desc: str = "
         if rec is None:
             rec = scorer.score(i, "sample", arch_of(i))
             log.add(rec)
+        else:
+            records.check_reuse(log, i, "sample", arch_of(i))
         out[i] = rec
     return out

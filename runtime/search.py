@@ -18,7 +18,7 @@ import itertools
 import json
 from pathlib import Path
 
-from smashc.runtime import artifacts, baselines, plots, progress, runs, strategies
+from smashc.runtime import artifacts, baselines, plots, progress, records, runs, strategies
 from smashc.runtime.config import SearchConfig
 from smashc.runtime.context import RunContext, open_run
 from smashc.runtime.final import train_final
@@ -37,11 +37,13 @@ def _scored(ctx: RunContext, scorer: Scorer, log: ScoreLog, name: str, chunk) ->
             mine[index] = scorer.score(index, name, arch)
     found = {i: rec for part in g.gather(mine) for i, rec in part.items()}
     out = []
-    for index, _ in chunk:
+    for index, arch in chunk:
         rec = log.get(index)
         if rec is None:
             rec = found[index]
             log.add(rec)
+        else:
+            records.check_reuse(log, index, name, arch)
         out.append(rec)
     return out
 

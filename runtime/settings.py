@@ -19,6 +19,7 @@ import dataclasses
 import difflib
 import functools
 import json
+import re
 import types
 import typing
 from pathlib import Path
@@ -226,16 +227,59 @@ def _locate(text: str, path: str, key: str) -> Span:
     return Span(path, line, col, line, col + len(json.dumps(key.rstrip(".").split(".")[-1])))
 
 
-def load(cfg, path: str | Path):
-    """``cfg`` with the settings in the JSON file ``path`` over it (``overlay``)."""
-    name = str(path)
-    start = Span(name, 1, 1, 1, 1)
+# a run's config.json is some 2 KB and nests 3 deep: bounds far beyond any real config file,
+# so that a device (/dev/zero) or a crafted file is refused instead of read without end
+MAX_CONFIG_BYTES = 1_000_000
+MAX_CONFIG_DEPTH = 32
+
+
+def _read_bounded(path: str | Path, start: Span) -> str:
+    """The text of the config file ``path``, read no further than ``MAX_CONFIG_BYTES``."""
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        with Path(path).open("rb") as f:
+            raw = f.read(MAX_CONFIG_BYTES + 1)
     except FileNotFoundError:
         raise _error("config file not found", start) from None
-    except (OSError, UnicodeDecodeError) as exc:
+    except OSError as exc:
+        raise _error(f"cannot read this config file: {exc.strerror or exc}", start) from None
+    if len(raw) > MAX_CONFIG_BYTES:
+        msg = f"this config file is larger than {MAX_CONFIG_BYTES:,} bytes: not a run's settings"
+        raise _error(msg, start)
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
         raise _error(f"cannot read this config file: {exc}", start) from None
+
+
+_NESTING = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]')
+
+
+def _too_deep(text: str, path: str) -> Span | None:
+    """Where the JSON ``text`` first nests deeper than ``MAX_CONFIG_DEPTH``, if it does."""
+    depth = 0
+    for m in _NESTING.finditer(text):
+        token = m.group()
+        if token in "[{":
+            depth += 1
+            if depth > MAX_CONFIG_DEPTH:
+                at = m.start()
+                line = text.count("\n", 0, at) + 1
+                col = at - (text.rfind("\n", 0, at) + 1) + 1
+                return Span(path, line, col, line, col + 1)
+        elif token in "]}":
+            depth -= 1
+    return None
+
+
+def load(cfg, path: str | Path):
+    """``cfg`` with the settings in the JSON file ``path`` over it (``overlay``). A file
+    over ``MAX_CONFIG_BYTES`` or nesting deeper than ``MAX_CONFIG_DEPTH`` is refused."""
+    name = str(path)
+    text = _read_bounded(path, Span(name, 1, 1, 1, 1))
+    deep = _too_deep(text, name)
+    if deep is not None:
+        msg = f"this config file nests deeper than {MAX_CONFIG_DEPTH} levels: not a run's settings"
+        raise _error(msg, deep)  # no excerpt: such a line may run to megabytes
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:

@@ -538,23 +538,24 @@ def test_final_training_killed_after_an_epoch_resumes_from_its_checkpoint(
     final_setup, tmp_path, monkeypatch
 ):
     """A kill leaves the checkpoint of the last finished epoch, and log lines after it."""
-    from smashc.runtime import runs
+    from smashc.runtime import checkpoints
 
     a, b = tmp_path / "A", tmp_path / "B"
     whole = _train_final(final_setup, a)
     saved = []
-    real = runs.atomic_save
+    real = checkpoints.save
 
-    def keep_a_copy(obj, path):
-        saved.append(copy.deepcopy(obj))  # state dicts hold the live tensors
-        real(obj, path)
+    def keep_a_copy(obj, path, fingerprint):
+        saved.append((copy.deepcopy(obj), fingerprint))  # state dicts hold the live tensors
+        real(obj, path, fingerprint)
 
-    monkeypatch.setattr(runs, "atomic_save", keep_a_copy)
+    monkeypatch.setattr(checkpoints, "save", keep_a_copy)
     _train_final(final_setup, b)
-    monkeypatch.setattr(runs, "atomic_save", real)
-    after_epoch_1 = [st for st in saved if (st["epoch"], st["step"]) == (1, 0)]
+    monkeypatch.setattr(checkpoints, "save", real)
+    after_epoch_1 = [(st, fp) for st, fp in saved if (st["epoch"], st["step"]) == (1, 0)]
     assert len(after_epoch_1) == 1
-    torch.save(after_epoch_1[0], b / "checkpoint.pt")  # as if killed in epoch 2 or 3
+    state, fingerprint = after_epoch_1[0]
+    real(state, b / "checkpoint.pt", fingerprint)  # as if killed in epoch 2 or 3
     (b / "final.json").unlink()
     assert len(jsonl(b / "final.jsonl")) == FINAL_EPOCHS  # logged beyond the checkpoint
     assert _train_final(final_setup, b, resume=True) == whole

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import pickle
 from dataclasses import dataclass
 from pathlib import Path
@@ -9,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from smashc.runtime.data import bounded
 from smashc.runtime.data.dataset import Dataset, make_dataset
 from smashc.runtime.data.errors import fail
 
@@ -65,11 +67,16 @@ _CIFAR = {
 
 
 def _unpickle(path: Path, title: str) -> dict[Any, Any]:
+    """The dict pickled in ``path``, loaded only once ``bounded.check_pickle`` found that
+    what it builds stays in proportion to the file (CIFAR-100's train file, the largest,
+    is 158 MB)."""
     try:
-        with path.open("rb") as f:
-            obj = _SafeUnpickler(f, encoding="bytes").load()
+        raw = path.read_bytes()
     except OSError as exc:
         raise fail("E0701", f"cannot read {path}: {exc.strerror or exc}", path) from None
+    try:
+        bounded.check_pickle(raw)
+        obj = _SafeUnpickler(io.BytesIO(raw), encoding="bytes").load()
     except Exception as exc:  # noqa: BLE001 - any unpickling failure means a malformed file
         raise fail(
             "E0702",
@@ -128,10 +135,16 @@ def load_cifar(key: str, data_dir: Path) -> Dataset:
             raise fail(
                 "E0702",
                 f"malformed {lay.title} file {path}: expected keys 'data' and "
-                f"'{lay.label_key}', found {', '.join(sorted(repr(k) for k in d)) or 'none'}",
+                f"'{lay.label_key}', found {', '.join(sorted(repr(k)[:40] for k in d)) or 'none'}",
                 path,
             )
-        data = np.asarray(data)
+        if not isinstance(data, np.ndarray):  # as CIFAR pickles it; a list would be walked
+            raise fail(
+                "E0702",
+                f"malformed {lay.title} file {path}: 'data' must be a numpy array of uint8 "
+                f"(N x 3072), got a {type(data).__name__}",
+                path,
+            )
         if data.ndim != 2 or data.shape[1] != 3 * 32 * 32 or data.dtype != np.uint8:
             raise fail(
                 "E0702",
@@ -147,6 +160,8 @@ def load_cifar(key: str, data_dir: Path) -> Dataset:
                 f"malformed {lay.title} file {path}: '{lay.label_key}' must be integers",
                 path,
             ) from None
+        if len(data) == 0:
+            raise fail("E0702", f"malformed {lay.title} file {path}: no images", path)
         if len(labels) != len(data):
             raise fail(
                 "E0702",
@@ -179,7 +194,21 @@ def load_cifar(key: str, data_dir: Path) -> Dataset:
                 f"{lay.classes} class names",
                 meta_path,
             )
-        names = tuple(n.decode() if isinstance(n, bytes) else str(n) for n in raw)
+        if not all(isinstance(n, bytes | str) for n in raw):
+            raise fail(
+                "E0702",
+                f"malformed {lay.title} file {meta_path}: '{lay.names_key}' must be strings",
+                meta_path,
+            )
+        try:
+            names = tuple(n.decode() if isinstance(n, bytes) else n for n in raw)
+        except UnicodeDecodeError as exc:
+            raise fail(
+                "E0702",
+                f"malformed {lay.title} file {meta_path}: a class name in '{lay.names_key}' "
+                f"is not UTF-8 ({exc.reason} at byte {exc.start})",
+                meta_path,
+            ) from None
     elif key == "cifar10":
         names = CIFAR10_CLASSES
     else:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import gzip
 import math
 import zlib
 from pathlib import Path
 
 import numpy as np
 
+from smashc.runtime.data import bounded
 from smashc.runtime.data.dataset import Dataset, make_dataset
 from smashc.runtime.data.errors import fail
 
@@ -27,58 +27,91 @@ _IDX_DTYPES = {
 }
 
 
-def _read_bytes(path: Path) -> bytes:
-    """The file's bytes, gunzipped if it starts with the gzip magic (whatever its name)."""
+# The most bytes an IDX file may hold once gunzipped (Fashion-MNIST's largest: 47 MB); its
+# header's dimensions are checked against this before anything is expanded.
+MAX_IDX_BYTES = 2**30
+_MAX_NDIM = 16
+_FORMAT = (
+    "expected an IDX file: magic 0x00000801 (labels) or 0x00000803 (images), then one "
+    "big-endian uint32 per dimension, then the data"
+)
+
+
+def _read_raw(path: Path) -> bytes:
     try:
-        raw = path.read_bytes()
+        return path.read_bytes()
     except FileNotFoundError:
         raise fail("E0701", f"file not found: {path}", path) from None
     except OSError as exc:
         raise fail("E0701", f"cannot read {path}: {exc.strerror or exc}", path) from None
-    if raw[:2] == b"\x1f\x8b":
-        try:
-            return gzip.decompress(raw)
-        except (OSError, EOFError, zlib.error) as exc:
-            raise fail(
-                "E0702",
-                f"{path} is not a valid gzip file ({exc}); expected a gzipped IDX file",
-                path,
-            ) from None
-    return raw
+
+
+def _gunzip(raw: bytes, path: Path, limit: int, prefix: bool = False) -> bytes:
+    try:
+        return bounded.gunzip(raw, limit, prefix)
+    except (EOFError, zlib.error) as exc:
+        raise fail(
+            "E0702", f"{path} is not a valid gzip file ({exc}); expected a gzipped IDX file", path
+        ) from None
+
+
+def _header(head: bytes, path: Path) -> tuple[tuple[int, ...], np.dtype, int]:
+    """The dimensions, dtype and header length an IDX file's first bytes ``head`` give."""
+    if len(head) < 4:
+        raise fail("E0702", f"malformed IDX file {path}: truncated header; {_FORMAT}", path)
+    magic = int.from_bytes(head[:4], "big")
+    type_code, ndim = head[2], head[3]
+    if head[0] != 0 or head[1] != 0 or type_code not in _IDX_DTYPES or ndim == 0:
+        raise fail("E0702", f"malformed IDX file {path}: bad magic 0x{magic:08x}; {_FORMAT}", path)
+    if ndim > _MAX_NDIM:
+        msg = f"malformed IDX file {path}: {ndim} dimensions, more than {_MAX_NDIM}; {_FORMAT}"
+        raise fail("E0702", msg, path)
+    header = 4 + 4 * ndim
+    if len(head) < header:
+        raise fail(
+            "E0702",
+            f"malformed IDX file {path}: truncated header ({len(head)} bytes, "
+            f"{ndim} dimensions need {header}); {_FORMAT}",
+            path,
+        )
+    dims = tuple(int.from_bytes(head[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
+    return dims, _IDX_DTYPES[type_code], header
 
 
 def read_idx(path: str | Path) -> np.ndarray:
     """Parse one IDX file (gzipped or plain): magic ``00 00 TYPE NDIM``, NDIM big-endian uint32
-    dimensions, then the data, big-endian. Any mismatch is an ``E0702`` naming the file."""
+    dimensions, then the data, big-endian. Any mismatch is an ``E0702`` naming the file. A
+    gzip is expanded no further than its header's dimensions say (at most
+    ``MAX_IDX_BYTES``), so a small file cannot ask for gigabytes."""
     path = Path(path)
-    data = _read_bytes(path)
-    fmt = (
-        "expected an IDX file: magic 0x00000801 (labels) or 0x00000803 (images), then one "
-        "big-endian uint32 per dimension, then the data"
-    )
-    if len(data) < 4:
-        raise fail("E0702", f"malformed IDX file {path}: truncated header; {fmt}", path)
-    magic = int.from_bytes(data[:4], "big")
-    type_code, ndim = data[2], data[3]
-    if data[0] != 0 or data[1] != 0 or type_code not in _IDX_DTYPES or ndim == 0:
-        raise fail("E0702", f"malformed IDX file {path}: bad magic 0x{magic:08x}; {fmt}", path)
-    header = 4 + 4 * ndim
-    if len(data) < header:
+    raw = _read_raw(path)
+    gz = raw[:2] == b"\x1f\x8b"
+    head = _gunzip(raw, path, 4 + 4 * 255, prefix=True) if gz else raw[: 4 + 4 * 255]
+    dims, dtype, header = _header(head, path)
+    shown = "x".join(map(str, dims))
+    expected = math.prod(dims) * dtype.itemsize
+    if header + expected > MAX_IDX_BYTES:
         raise fail(
             "E0702",
-            f"malformed IDX file {path}: truncated header ({len(data)} bytes, "
-            f"{ndim} dimensions need {header}); {fmt}",
+            f"malformed IDX file {path}: dimensions {shown} need {expected:,} bytes of data, "
+            f"more than the {MAX_IDX_BYTES:,} a dataset file may hold",
             path,
         )
-    dims = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
-    dtype = _IDX_DTYPES[type_code]
-    expected = math.prod(dims) * dtype.itemsize
+    try:
+        data = _gunzip(raw, path, header + expected) if gz else raw
+    except bounded.TooLarge:
+        raise fail(
+            "E0702",
+            f"malformed IDX file {path}: trailing bytes: dimensions {shown} need {expected} "
+            "bytes of data, and its gzip expands to more",
+            path,
+        ) from None
     actual = len(data) - header
     if actual != expected:
         what = "truncated" if actual < expected else "trailing bytes"
         raise fail(
             "E0702",
-            f"malformed IDX file {path}: {what}: dimensions {'x'.join(map(str, dims))} need "
+            f"malformed IDX file {path}: {what}: dimensions {shown} need "
             f"{expected} bytes of data, found {actual}",
             path,
         )
@@ -139,6 +172,8 @@ def load_fashion_mnist(data_dir: Path) -> Dataset:
                 f"(IDX magic 0x00000803), got {array.dtype} of shape {array.shape}",
                 path,
             )
+        if len(array) == 0:
+            raise fail("E0702", f"malformed Fashion-MNIST images {path}: no images", path)
         return array[:, None, :, :]
 
     def labels(path: Path, n: int, image_path: Path) -> np.ndarray:

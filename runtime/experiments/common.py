@@ -11,11 +11,10 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-import torch
 from scipy.stats import ConstantInputWarning
 
 from smashc.diagnostics import COMMAND_LINE, SmashError, Span, error
-from smashc.runtime import runs
+from smashc.runtime import checkpoints, lock, runs
 from smashc.runtime.config import SearchConfig, SmashTraining, check_config
 from smashc.runtime.context import RunContext, open_context
 from smashc.runtime.hypernet import HyperNetConfig
@@ -56,8 +55,10 @@ def fail(code: str, message: str, where: str | Path | None = None) -> SmashError
 
 def start(out: Path, config: dict) -> None:
     """Creates ``out`` and writes ``config.json``; refuses a folder holding an experiment
-    with other settings (its results would be reused as if they were this one's)."""
+    with other settings (its results would be reused as if they were this one's) and one
+    another run is writing into (``lock.hold``)."""
     out.mkdir(parents=True, exist_ok=True)
+    lock.hold(out)
     path = out / "config.json"
     new = runs.as_json(config)
     if path.exists():
@@ -115,13 +116,10 @@ def load_model(path: Path, ctx: RunContext, epochs: int | None = None) -> OneSho
     its training must have finished that many epochs."""
     if not path.is_file():
         raise fail("E0705", "checkpoint not found", path)
-    try:
-        state = torch.load(path, map_location=ctx.device, weights_only=True)
-    except Exception as exc:  # any unreadable file is the user's, not a bug
-        raise fail("E0705", f"cannot read this checkpoint: {exc}", path) from None
-    if not isinstance(state, dict) or "model" not in state:
+    state = checkpoints.load(path, ctx.device, code="E0705")
+    if "model" not in state or not isinstance(state.get("epoch"), int):
         raise fail("E0705", "not a SMASH checkpoint (written by smashc search)", path)
-    if epochs is not None and int(state.get("epoch", 0)) < epochs:
+    if epochs is not None and state["epoch"] < epochs:
         raise fail(
             "E0705",
             f"HyperNet training stopped at epoch {state.get('epoch')} of {epochs}: "
@@ -152,7 +150,8 @@ def smash_model(ctx: RunContext, out: Path) -> OneShot:
     )
     ckpt = folder / "checkpoint.pt"
     if ckpt.exists():
-        state = runs.load_checkpoint(ckpt, "cpu")
+        fp = checkpoints.fingerprint(ctx.cfg, checkpoints.HYPERNET_SETTINGS)
+        state = checkpoints.load(ckpt, "cpu", fp)  # as saved, so its epoch is a count
         if state["epoch"] >= ctx.cfg.train.epochs:
             print(f"HyperNet training had finished: loading {ckpt}")
             return load_model(ckpt, ctx)

@@ -10,6 +10,7 @@ from smashc import __version__
 from smashc.cli import compiling, interop, running
 from smashc.cli.common import ArgumentParser, UsageError
 from smashc.diagnostics import SmashError, Span, error
+from smashc.runtime import lock
 
 
 def build_parser(full: bool = True) -> ArgumentParser:
@@ -41,6 +42,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:  # outside the loops that save their work on Ctrl-C
         print("interrupted", file=sys.stderr)
         return 130
+    finally:
+        lock.release_all()  # the run folder a run command held
 
 
 def _write_error(exc: OSError) -> SmashError:

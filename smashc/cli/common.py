@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from collections.abc import Sequence
 
@@ -21,18 +22,20 @@ class ArgumentParser(argparse.ArgumentParser):
         self.exit(1, f"{self.prog}: error: {message}\n")
 
 
+_INTEGER = re.compile(r"-?[0-9]+")
+
+
 def overrides(pairs: Sequence[str]) -> dict[str, int]:
     """``-D NAME=N`` pairs as network parameter overrides."""
     out: dict[str, int] = {}
     for pair in pairs:
         name, sep, value = pair.partition("=")
-        try:
-            if not sep or not name.isidentifier():
-                raise ValueError
-            out[name] = int(value)
-        except ValueError:
+        # an integer as the language writes one: ASCII digits only (int() would also take
+        # other scripts' digits and underscores)
+        if not sep or not name.isidentifier() or not _INTEGER.fullmatch(value):
             msg = f"-D expects NAME=INTEGER, got '{pair}'"
-            raise UsageError([error("E0102", msg, COMMAND_LINE)]) from None
+            raise UsageError([error("E0102", msg, COMMAND_LINE)])
+        out[name] = int(value)
     return out
 
 

@@ -168,7 +168,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         name, text = read_source(args.file)
         program = load_file(args.file)
         net = network_of(program)  # located errors before any data is loaded
-        ctx = open_run(cfg, out, args.resume)
+        ctx = open_run(cfg, out, args.resume, searches=False)
         problem = misfit(net, ctx)
         if problem is not None:
             which = "input" if net.input != ctx.data.shape else "classes"
