@@ -21,7 +21,7 @@ DEMO_SPACE = SearchSpace(
 )
 
 PRESETS: dict[str, SearchConfig] = {
-    # About 20 minutes on 2 CPU cores: Fashion-MNIST, a small space and HyperNet; the winner
+    # About 19 minutes on 2 CPU cores: Fashion-MNIST, a small space and HyperNet; the winner
     # and two baselines trained with one recipe on the whole training split.
     "demo": SearchConfig(
         dataset="fashion-mnist",
