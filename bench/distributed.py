@@ -1,6 +1,6 @@
 """HyperNet training throughput, one process against several: architecture-steps, images per s.
 
-    python bench/distributed.py [--steps 12] [--warmup 3] [--preset demo] [--dataset synthetic]
+    python bench/distributed.py [--steps 12] [--warmup 3] [--preset demo] [--dataset NAME]
                                 [--batch 50] [--modes 1x2,1x2-k1,2x1,2x1-ddp,gpu] [--json]
 
 Each mode runs in fresh processes (the 2-rank ones under ``torch.distributed.run
@@ -70,7 +70,9 @@ class _Timed:
 def worker(args) -> None:
     """One process of a mode: times the steps and, on rank 0, prints the figures."""
     _, _, k, how, device = MODES[args.mode]
-    cfg = replace(PRESETS[args.preset], dataset=args.dataset, device=device)
+    cfg = replace(PRESETS[args.preset], device=device)
+    if args.dataset is not None:
+        cfg = replace(cfg, dataset=args.dataset)
     cfg = replace(cfg, train=replace(cfg.train, batch_size=args.batch, meta_batch=k))
     ctx = open_context(cfg)
     g = ctx.group
@@ -132,7 +134,9 @@ def launch(args, mode: str) -> dict | None:
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
     own = [str(HERE), "--worker", "--mode", mode, "--threads", str(threads)]
     own += ["--steps", str(args.steps), "--warmup", str(args.warmup), "--batch", str(args.batch)]
-    own += ["--preset", args.preset, "--dataset", args.dataset]
+    own += ["--preset", args.preset]
+    if args.dataset is not None:
+        own += ["--dataset", args.dataset]
     if procs == 1:
         cmd = [sys.executable, *own]
     else:
@@ -150,7 +154,7 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=3, help="untimed steps before them")
     ap.add_argument("--batch", type=int, default=50, help="images per architecture")
     ap.add_argument("--preset", default="demo", choices=tuple(PRESETS))
-    ap.add_argument("--dataset", default="synthetic", help="synthetic: no files needed")
+    ap.add_argument("--dataset", default=None, help="default: the preset's (synthetic: no files)")
     ap.add_argument("--modes", default=",".join(MODES))
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--mode", choices=tuple(MODES), help=argparse.SUPPRESS)
