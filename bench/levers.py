@@ -66,7 +66,7 @@ def variants(only: list[str] | None) -> list[str]:
     unknown = sorted(set(only) - set(names))
     if unknown:
         raise SystemExit(f"unknown variants {', '.join(unknown)}; known: {', '.join(names)}")
-    return [n for n in names if n in only]
+    return list(dict.fromkeys(only))  # in the order given
 
 
 def run_variant(name: str, truth: Path | None, out: Path, preset: str = "demo") -> dict:
@@ -121,7 +121,7 @@ def table(results: dict[str, dict]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--only", default=None, help="comma-separated variants")
+    ap.add_argument("--only", default=None, help="comma-separated variants, run in this order")
     ap.add_argument("--groundtruth", type=Path, default=None)
     ap.add_argument("--preset", default="demo", help="the ranking experiment's preset")
     ap.add_argument("--out", type=Path, default=ROOT / "runs" / "levers")
