@@ -177,7 +177,7 @@ def train_once(ctx: RunContext, net: Network, k: int, folder: Path, recipe: dict
     start = time.perf_counter()
     result = {"repeat": k, "seed": seed}
     try:
-        summary = train_final(replace(ctx, cfg=replace(ctx.cfg, seed=seed)), net, folder, resume)
+        summary, resume = _train(replace(ctx, cfg=replace(ctx.cfg, seed=seed)), net, folder, resume)
     except SmashError as exc:
         if not any(d.code == "E0708" for d in exc.diagnostics):
             raise
@@ -198,6 +198,23 @@ def train_once(ctx: RunContext, net: Network, k: int, folder: Path, recipe: dict
     result.update(seconds=round(time.perf_counter() - start, 2), resumed=resume)
     (folder / "result.json").write_text(json.dumps(result) + "\n", encoding="utf-8")
     return result
+
+
+def _train(ctx: RunContext, net: Network, folder: Path, resume: bool) -> tuple[dict, bool]:
+    """``train_final`` and whether it resumed; a half-finished training whose checkpoint
+    cannot be resumed (E0707: damaged, or written by a version of smashc that did not check
+    its checkpoints) is trained afresh instead, with a note: it loses that training's
+    progress, not the set."""
+    try:
+        return train_final(ctx, net, folder, resume), resume
+    except SmashError as exc:
+        if not resume or not any(d.code == "E0707" for d in exc.diagnostics):
+            raise
+        why = exc.diagnostics[0].message
+        print(
+            f"{folder}: its checkpoint cannot be resumed ({why}); training afresh", file=sys.stderr
+        )
+        return train_final(ctx, net, folder, False), False
 
 
 def read_records(path: Path, recipe: dict | None) -> list[dict]:

@@ -105,3 +105,23 @@ def test_groundtruth_records_resumes_and_reports(tmp_path, capsys, monkeypatch):
     expected = stats.spearmanr(second, test).statistic  # the trainings' test errors
     assert summary["test_error"]["ceiling"]["value"] == pytest.approx(expected)
     assert summary["noise_ceiling"]["low"] <= summary["noise_ceiling"]["high"]
+
+
+def test_an_unusable_checkpoint_is_trained_afresh(tmp_path, capsys):
+    gt = _tool()
+    out, folder = tmp_path / "gt.jsonl", tmp_path / "runs" / "arch000-s0"
+    argv = ["--dataset", "synthetic", "--archs", "1", "--epochs", "1", "--train-images", "64",
+            "--val-size", "64", "--device", "cpu", "--precision", "fp32", "--threads", "1",
+            "--seeds", "1", "--out", str(out), "--runs", str(tmp_path / "runs")]  # fmt: skip
+    assert gt.main(argv) == 0
+    first = read_jsonl(out)
+    out.unlink()  # the record and the result are lost, a checkpoint that cannot be read is left
+    (folder / "result.json").unlink()
+    (folder / "checkpoint.pt").write_bytes(b"not a checkpoint")
+    capsys.readouterr()
+    assert gt.main(argv) == 0
+    err = capsys.readouterr().err
+    assert f"{folder}: its checkpoint cannot be resumed" in err and "training afresh" in err
+    again = read_jsonl(out)
+    assert again[0]["runs"][0]["val_error"] == first[0]["runs"][0]["val_error"]  # same seed
+    assert again[0]["runs"][0]["resumed"] is False
