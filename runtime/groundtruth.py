@@ -16,7 +16,6 @@ of each architecture ranks another.
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -144,19 +143,3 @@ def read(path: Path) -> GroundTruth:
         raise _fail(path, 1, "no records in this ground-truth file")
     archs.sort(key=lambda t: t.index)
     return GroundTruth(path, recipe, tuple(archs), tuple(sorted(diverged)))
-
-
-def top_recall(predicted, true, fraction: float) -> float:
-    """How many of the truly best ``fraction`` (lowest ``true``) are among the predicted best
-    ``fraction`` (lowest ``predicted``), as a share: 1.0 finds all of them, and a random
-    order finds ``fraction`` of them on average. At least one architecture is taken; ties
-    are broken by position."""
-    n = len(true)
-    if n != len(predicted) or n == 0:
-        raise ValueError("need two equally long, non-empty samples")
-    if not 0 < fraction <= 1 or math.isnan(fraction):
-        raise ValueError("fraction must be in (0, 1]")
-    k = max(1, round(fraction * n))
-    best = set(sorted(range(n), key=lambda i: (true[i], i))[:k])
-    picked = set(sorted(range(n), key=lambda i: (predicted[i], i))[:k])
-    return len(best & picked) / k

@@ -1,9 +1,11 @@
-"""Rank statistics for the SMASH-correlation experiment: Spearman rho and Kendall tau with
-bootstrap confidence intervals, and the paper's every-m-th selection of scored architectures.
+"""Rank statistics for the experiments: Spearman rho and Kendall tau with
+bootstrap confidence intervals, top-fraction recall, and the paper's every-m-th selection of
+scored architectures.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -60,3 +62,19 @@ def every_mth(scores, m: int) -> list[int]:
         raise ValueError("m must be at least 1")
     order = sorted(range(len(scores)), key=lambda i: (scores[i], i))
     return order[::m]
+
+
+def top_recall(predicted, true, fraction: float) -> float:
+    """How many of the truly best ``fraction`` (lowest ``true``) are among the predicted best
+    ``fraction`` (lowest ``predicted``), as a share: 1.0 finds all of them, and a random
+    order finds ``fraction`` of them on average. At least one architecture is taken; ties
+    are broken by position."""
+    n = len(true)
+    if n != len(predicted) or n == 0:
+        raise ValueError("need two equally long, non-empty samples")
+    if not 0 < fraction <= 1 or math.isnan(fraction):
+        raise ValueError("fraction must be in (0, 1]")
+    k = max(1, round(fraction * n))
+    best = set(sorted(range(n), key=lambda i: (true[i], i))[:k])
+    picked = set(sorted(range(n), key=lambda i: (predicted[i], i))[:k])
+    return len(best & picked) / k

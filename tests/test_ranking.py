@@ -22,8 +22,8 @@ from synthetic_truth import SPACE, recipe, write_truth
 
 from smashc.cli import main
 from smashc.runtime import groundtruth
-from smashc.runtime.groundtruth import top_recall
 from smashc.runtime.scoring import Scorer
+from smashc.runtime.stats import top_recall
 
 N = 12
 

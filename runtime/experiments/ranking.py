@@ -41,12 +41,13 @@ from smashc.runtime import groundtruth, proxies, runs
 from smashc.runtime.config import SearchConfig, check_config
 from smashc.runtime.experiments import common, register
 from smashc.runtime.experiments.common import SCORES, fail, stats
-from smashc.runtime.groundtruth import GroundTruth, top_recall
+from smashc.runtime.groundtruth import GroundTruth
 from smashc.runtime.plots import pyplot, save
 from smashc.runtime.progress import bar
 from smashc.runtime.rules import Flag, count, number, one_of, setting
 from smashc.runtime.scoring import ScoreLog, Scorer
 from smashc.runtime.seeds import Stream
+from smashc.runtime.stats import top_recall
 
 _MINE = ("ranking",)
 CEILING = "noise ceiling"
